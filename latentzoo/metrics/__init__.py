@@ -1,0 +1,5 @@
+"""Metrics: pure functions, and torchmetrics ``Metric`` objects whose state syncs across ranks."""
+
+from latentzoo.metrics.frechet import frechet_distance, frechet_distance_between, mean_cov
+
+__all__ = ["frechet_distance", "frechet_distance_between", "mean_cov"]

@@ -1,0 +1,149 @@
+"""``AutoencoderModule``: what every zoo model is, and the steps they share.
+
+Every model maps data x to a latent code z (``encode``), z back to data (``decode``), and draws
+new data (``sample``). Callbacks and metrics rely on these four methods and nothing else, so a
+model written by subclassing is measured like a built-in one.
+
+A subclass builds its networks in ``__init__`` with :meth:`build_encoder` / :meth:`build_decoder`
+(override those two to swap architectures) and returns its loss terms from
+:meth:`compute_losses`; the shared steps log each term under ``train/``, ``val/`` and ``test/``.
+Adversarial models turn ``automatic_optimization`` off and override ``training_step`` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from typing_extensions import override
+
+from latentzoo.zoo import nets
+from latentzoo.zoo.likelihoods import Likelihood
+
+__all__ = ["AutoencoderModule"]
+
+
+class AutoencoderModule(L.LightningModule):
+    """Base class of the zoo.
+
+    Args:
+        data_shape: Shape of one sample, ``(C, H, W)`` or ``(D,)``. The CLI links it from the
+            datamodule; set it by hand only when building a model in Python.
+        latent_dim: Dimension of the latent code z.
+        width: Size of the nets: channels of the first conv layer (doubling at each stride-2
+            layer), or a quarter of the units per MLP layer for flat data.
+        lr: Learning rate of Adam (adversarial models document their own optimizers).
+    """
+
+    likelihood: Likelihood
+    encoder: nn.Module
+    decoder: nn.Module
+
+    def __init__(
+        self,
+        data_shape: Sequence[int] = (1, 28, 28),
+        latent_dim: int = 16,
+        width: int = 32,
+        lr: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        if width < 1:
+            raise ValueError(f"width must be >= 1, got {width}")
+        if lr <= 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        # Collects the arguments of every __init__ up the subclass chain, so a checkpoint of any
+        # zoo model loads with ``ModelClass.load_from_checkpoint(path)`` alone.
+        self.save_hyperparameters()
+        self.data_shape = nets.check_data_shape(data_shape)
+        self.latent_dim = latent_dim
+        self.width = width
+        self.lr = lr
+
+    # -- networks ---------------------------------------------------------------------------------
+    def build_encoder(self, out_dim: int) -> nn.Module:
+        """The encoder, x -> ``out_dim`` numbers; override to use another architecture."""
+        return nets.build_encoder(self.data_shape, out_dim, self.width)
+
+    def build_decoder(self, out_channels: int) -> nn.Module:
+        """The decoder, z -> ``out_channels`` numbers per data coordinate."""
+        return nets.build_decoder(self.latent_dim, self.data_shape, out_channels, self.width)
+
+    # -- the interface every callback relies on -------------------------------------------------
+    def encode(self, x: Tensor) -> Tensor:
+        """The latent code of x, (B, latent_dim); deterministic (a posterior's mean)."""
+        return self.encoder(x)
+
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Mean and log-variance of q(z|x); the log-variance is None for deterministic encoders."""
+        return self.encode(x), None
+
+    def decode(self, z: Tensor) -> Tensor:
+        """The mean of p(x | z), shaped like the data."""
+        return self.likelihood.mean(self.decoder(z))
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        return self.decode(self.encode(x))
+
+    def sample_latent(self, n: int) -> Tensor:
+        """n draws from the prior p(z) = N(0, I); models with another prior override this."""
+        return torch.randn(n, self.latent_dim, device=self.device)
+
+    def sample(self, n: int) -> Tensor:
+        """n new data points, (n, *data_shape); gradients flow, callers choose ``no_grad``."""
+        return self.decode(self.sample_latent(n))
+
+    # -- losses and steps -------------------------------------------------------------------------
+    def compute_losses(self, x: Tensor) -> dict[str, Tensor]:
+        """Loss terms for a batch, averaged over it; ``"loss"`` is the one optimized."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_losses(x)")
+
+    def check_batch(self, x: Tensor) -> None:
+        """Fail on data of the wrong shape with a message, not inside a conv layer."""
+        if tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(
+                f"{type(self).__name__} was built for samples of shape {self.data_shape} but got "
+                f"a batch of shape {tuple(x.shape)}; build the model with the datamodule's "
+                f"data_shape (the CLI links it for you)"
+            )
+
+    def _shared_step(self, batch: Any, stage: str) -> Tensor:
+        x = batch[0]
+        self.check_batch(x)
+        losses = self.compute_losses(x)
+        on_step = stage == "train"
+        self.log_dict(
+            {f"{stage}/{k}": v.detach() for k, v in losses.items() if k != "loss"},
+            on_step=on_step,
+            on_epoch=not on_step,
+            prog_bar=False,
+            sync_dist=not on_step,
+            batch_size=len(x),
+        )
+        self.log(f"{stage}/loss", losses["loss"].detach(), prog_bar=True, on_step=on_step,
+                 on_epoch=not on_step, sync_dist=not on_step, batch_size=len(x))
+        return losses["loss"]
+
+    @override
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    @override
+    def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "val")
+
+    @override
+    def test_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "test")
+
+    @override
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        return self.encode(batch[0])
+
+    @override
+    def configure_optimizers(self) -> Any:
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
