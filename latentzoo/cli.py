@@ -10,6 +10,7 @@ work like built-in ones. The datamodule's ``data_shape`` is linked to the model'
 
 Each run writes to ``runs/<Model>-<Data>/``: TensorBoard logs and the saved config in
 ``version_N/``, and ``checkpoints/`` with ``last.ckpt`` and the best checkpoint by ``val/loss``.
+An exception or Ctrl-C saves a checkpoint first, so nothing is lost on a crash.
 The checkpoint folder is shared by the runs of one model and data set, so ``--ckpt_path last``
 resumes the latest of them.
 """
@@ -58,7 +59,8 @@ class LatentzooCLI(LightningCLI):
                 "checkpoint.mode": "min",
                 "checkpoint.save_top_k": 1,
                 "checkpoint.save_last": True,
-                "checkpoint.filename": "best-epoch{epoch:03d}-step{step}",
+                "checkpoint.save_on_exception": True,  # a crash or Ctrl-C still updates last.ckpt
+                "checkpoint.filename": "epoch{epoch:03d}-step{step}",
                 "checkpoint.auto_insert_metric_name": False,
             }
         )

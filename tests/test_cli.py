@@ -47,7 +47,7 @@ def test_fit_saves_config_and_checkpoints_then_resumes_from_last(in_tmp: Path) -
     assert config["model"]["class_path"].endswith("VAE")
     assert config["data"]["init_args"]["num_train"] == 400
     ckpts = {p.name for p in (run / "checkpoints").iterdir()}
-    assert "last.ckpt" in ckpts and any(n.startswith("best-") for n in ckpts)
+    assert "last.ckpt" in ckpts and any(n.startswith("epoch000-") for n in ckpts)
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6
 
     main([*common, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
@@ -78,3 +78,12 @@ def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode != 0
     assert "NoSuchModel" in proc.stderr
+
+
+def test_a_crash_keeps_its_progress_in_last_ckpt(in_tmp: Path) -> None:
+    crash = ["--trainer.callbacks+=testutils.CrashAtStep", "--trainer.callbacks.step", "8"]
+    args = ["fit", "--model", "VAE", *SMALL, "--trainer.max_epochs", "3", *crash]
+    with pytest.raises(RuntimeError, match="simulated crash at step 8"):
+        main(args)
+    last = in_tmp / "runs" / "VAE-Synthetic" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 8  # mid-epoch 2, not epoch 1's 6
