@@ -17,9 +17,15 @@ __all__ = ["Split", "as_float", "check_model", "dataset_tensors", "generated_bat
 Split = Literal["train", "val", "test"]
 
 
-def rank_share(n: int, trainer: L.Trainer) -> range:
-    """The indices of ``range(n)`` this rank handles: every ``world_size``-th from its rank."""
-    return range(trainer.global_rank, n, trainer.world_size)
+def rank_share(n: int, trainer: L.Trainer | None) -> range:
+    """The contiguous block of ``range(n)`` this rank handles.
+
+    Blocks in rank order, so states gathered by torchmetrics (which concatenates in rank order)
+    come out in the same order as in one process: order-dependent statistics (KID's random
+    subsets, the holes metric's reference subset) then agree exactly across process counts.
+    """
+    rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+    return range(rank * n // world, (rank + 1) * n // world)
 
 
 def check_model(pl_module: L.LightningModule, callback: object) -> AutoencoderModule:
@@ -54,22 +60,32 @@ def as_float(x: Tensor, device: torch.device) -> Tensor:
 
 @torch.no_grad()
 def generated_batches(
-    model: AutoencoderModule, n: int, batch_size: int, seed: int, clamp: bool
+    model: AutoencoderModule,
+    n: int,
+    batch_size: int,
+    seed: int,
+    clamp: bool,
+    trainer: L.Trainer | None = None,
 ) -> Iterator[Tensor]:
-    """``n`` samples from ``model.sample`` in batches, from a seeded RNG that leaves training's alone.
+    """This rank's share of ``n`` samples from ``model.sample``, from RNGs that leave training's alone.
+
+    Batch b of the ``ceil(n / batch_size)`` batches is drawn with seed ``seed + b``, and each rank
+    draws a contiguous block of batches (:func:`rank_share`), so the samples and their order over
+    ranks are the same for any number of processes (1 and 2 give the same FID on one model).
 
     Args:
         clamp: Clip to [0, 1], as any image written to disk is (Gaussian decoders' means are not
             bounded); vectors are left as they are.
+        trainer: Gives the rank and world size; ``None`` yields all batches.
     """
     devices = [model.device] if model.device.type == "cuda" else []
     was_training = model.training
     model.eval()
     try:
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            for start in range(0, n, batch_size):
-                x = model.sample(min(batch_size, n - start))
-                yield x.clamp(0, 1) if clamp else x
+        for b in rank_share(-(-n // batch_size), trainer):
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(seed + b)
+                x = model.sample(min(batch_size, n - b * batch_size))
+            yield x.clamp(0, 1) if clamp else x
     finally:
         model.train(was_training)

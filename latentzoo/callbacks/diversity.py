@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
-from latentzoo.callbacks._shared import check_model, generated_batches, rank_share
+from latentzoo.callbacks._shared import check_model, generated_batches
 from latentzoo.evaluator import DomainFeatures
 from latentzoo.metrics.diversity import ClassDiversity, nearest_other_class_distance
 from latentzoo.zoo import AutoencoderModule
@@ -32,7 +32,7 @@ class DiversityCallback(Callback):
         every_n_epochs: Evaluate at the end of every k-th validation epoch; always at test.
         latent_distance_samples: Prior points for the Monte-Carlo distance (0: off).
         batch_size: Generation batch size.
-        seed: Seeds the samples (rank r uses ``seed + r``).
+        seed: Seeds the samples (batch b uses ``seed + b``, on any number of ranks).
     """
 
     def __init__(
@@ -78,9 +78,8 @@ class DiversityCallback(Callback):
     def evaluate(self, trainer: L.Trainer, model: AutoencoderModule, stage: str) -> dict[str, float]:
         """Classify this rank's samples, compute the histogram over ranks, log; returns values."""
         assert self.classifier is not None and self.metric is not None
-        n_local = len(rank_share(self.num_samples, trainer))
-        seed = self.seed + trainer.global_rank
-        for x in generated_batches(model, n_local, self.batch_size, seed, clamp=True):
+        for x in generated_batches(model, self.num_samples, self.batch_size, self.seed, True,
+                                   trainer):
             self.metric.update(self.classifier.predict(x))
         stats = self.metric.compute()  # collective: sums the counts over ranks
         self.metric.reset()

@@ -91,7 +91,7 @@ class FIDCallback(Callback):
         kid_subset_size: KID subset size (capped by the sample counts).
         batch_size: Samples per generation / extraction batch.
         cache_dir: Folder of the cached real statistics.
-        seed: Seeds the generated samples (rank r uses ``seed + r``).
+        seed: Seeds the generated samples (batch b uses ``seed + b``, on any number of ranks).
     """
 
     def __init__(
@@ -206,10 +206,9 @@ class FIDCallback(Callback):
         self._ensure_real(trainer, device)
         images = len(model.data_shape) == 3
         fid, kid = self.metrics["fid"], self.metrics.get("kid")
-        n_local = len(rank_share(self.num_samples, trainer))
-        fakes = []
-        seed = self.seed + trainer.global_rank
-        for x in generated_batches(model, n_local, self.batch_size, seed, clamp=images):
+        fakes = [torch.empty(0, fid.num_features, device=device)]
+        for x in generated_batches(model, self.num_samples, self.batch_size, self.seed, images,
+                                   trainer):
             f = self._features(x)
             fid.update(f, real=False)
             fakes.append(f.float())

@@ -188,7 +188,9 @@ class InceptionFeatures(FeatureExtractor):
                 feature_extractor_weights_path=str(path),
                 antialias=False,  # TF1 bilinear, as TTUR and torch-fidelity
             )
-        self.net.requires_grad_(False).eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.net.eval()
 
     def forward(self, x: Tensor) -> Tensor:
         self.check(x)
