@@ -67,8 +67,8 @@ def log_image(trainer: L.Trainer, key: str, image: Tensor, caption: str | None =
         if isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(key, image.clamp(0, 1).cpu(), global_step=step)
         elif isinstance(logger, WandbLogger):
-            logger.log_image(key=key, images=[hwc], step=step,
-                             caption=[caption] if caption else None)
+            extra = {"caption": [caption]} if caption else {}
+            logger.log_image(key=key, images=[hwc], step=step, **extra)
         elif not wrote_png:
             from PIL import Image
 
