@@ -10,8 +10,8 @@ and labels for the class-diversity metric (:mod:`latentzoo.metrics.diversity`).
     latentzoo evaluator fit --data FashionMNIST --save_path evaluators/fmnist.ckpt
 
 It trains with the datamodule's training split, reports accuracy on its test split (logged as
-``test/acc`` and printed), and saves a checkpoint that :class:`DomainClassifier.load_from_checkpoint`
-reads.
+``test/acc`` and printed), and saves a checkpoint that
+:meth:`DomainClassifier.load_from_checkpoint` reads.
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ class DomainClassifier(L.LightningModule):
         x, y = batch
         if y.dtype not in (torch.int64, torch.int32, torch.uint8) or y.ndim != 1:
             raise ValueError(
-                f"the evaluator needs class labels y of shape (B,), got {y.dtype} {tuple(y.shape)}; "
+                f"the evaluator needs class labels y of shape (B,), got {y.dtype} "
+                f"{tuple(y.shape)}; "
                 "the datamodule has no classes (the synthetic set's y is a latent code)"
             )
         if int(y.max()) >= self.num_classes:
@@ -83,9 +84,18 @@ class DomainClassifier(L.LightningModule):
         loss = F.cross_entropy(logits, y.long())
         acc = (logits.argmax(1) == y).float().mean()
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
-        self.log(f"{stage}/acc", acc, prog_bar=True, on_step=on_step, on_epoch=not on_step,
-                 sync_dist=not on_step, batch_size=len(x))
+        self.log(
+            f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step
+        )
+        self.log(
+            f"{stage}/acc",
+            acc,
+            prog_bar=True,
+            on_step=on_step,
+            on_epoch=not on_step,
+            sync_dist=not on_step,
+            batch_size=len(x),
+        )
         return loss
 
     @override
@@ -150,8 +160,12 @@ class EvaluatorCLI(LightningCLI):
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.data_shape", "model.data_shape", apply_on="instantiate")
-        parser.add_argument("--save_path", type=str | None, default=None,
-                            help="Checkpoint to write (default: evaluators/<DataModule>.ckpt)")
+        parser.add_argument(
+            "--save_path",
+            type=str | None,
+            default=None,
+            help="Checkpoint to write (default: evaluators/<DataModule>.ckpt)",
+        )
 
     def after_fit(self) -> None:
         config = self.config[self.subcommand]

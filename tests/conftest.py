@@ -17,7 +17,9 @@ def random_inception_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("weights") / extractors.INCEPTION_WEIGHTS_NAME
     with pytest.MonkeyPatch.context() as mp:  # build the architecture without downloading
         mp.setattr(tf_inception, "load_state_dict_from_url", lambda *a, **k: None)
-        mp.setattr(tf_inception.FeatureExtractorInceptionV3, "load_state_dict", lambda *a, **k: None)
+        mp.setattr(
+            tf_inception.FeatureExtractorInceptionV3, "load_state_dict", lambda *a, **k: None
+        )
         torch.manual_seed(0)
         net = tf_inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
     torch.save(net.state_dict(), path)

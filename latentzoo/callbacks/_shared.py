@@ -39,7 +39,7 @@ def check_model(pl_module: L.LightningModule, callback: object) -> AutoencoderMo
 
 def dataset_tensors(trainer: L.Trainer, split: Split) -> tuple[Tensor, Tensor]:
     """The ``(x, y)`` tensors of one split of the trainer's datamodule (set up here if needed)."""
-    dm = trainer.datamodule
+    dm = getattr(trainer, "datamodule", None)
     if not isinstance(dm, InMemoryDataModule):
         raise TypeError(
             "the evaluation callbacks read real data from a latentzoo datamodule; pass one with "
@@ -67,7 +67,7 @@ def generated_batches(
     clamp: bool,
     trainer: L.Trainer | None = None,
 ) -> Iterator[Tensor]:
-    """This rank's share of ``n`` samples from ``model.sample``, from RNGs that leave training's alone.
+    """This rank's share of ``n`` samples of ``model.sample``; training's RNG state is left alone.
 
     Batch b of the ``ceil(n / batch_size)`` batches is drawn with seed ``seed + b``, and each rank
     draws a contiguous block of batches (:func:`rank_share`), so the samples and their order over

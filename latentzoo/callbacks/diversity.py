@@ -49,7 +49,9 @@ class DiversityCallback(Callback):
         self.evaluator_path = evaluator
         self.num_samples, self.every_n_epochs = num_samples, every_n_epochs
         self.latent_distance_samples, self.batch_size, self.seed = (
-            latent_distance_samples, batch_size, seed
+            latent_distance_samples,
+            batch_size,
+            seed,
         )
         self.classifier: DomainFeatures | None = None
         self.metric: ClassDiversity | None = None
@@ -75,11 +77,14 @@ class DiversityCallback(Callback):
         self.evaluate(trainer, check_model(pl_module, self), "test")
 
     @torch.no_grad()
-    def evaluate(self, trainer: L.Trainer, model: AutoencoderModule, stage: str) -> dict[str, float]:
+    def evaluate(
+        self, trainer: L.Trainer, model: AutoencoderModule, stage: str
+    ) -> dict[str, float]:
         """Classify this rank's samples, compute the histogram over ranks, log; returns values."""
         assert self.classifier is not None and self.metric is not None
-        for x in generated_batches(model, self.num_samples, self.batch_size, self.seed, True,
-                                   trainer):
+        for x in generated_batches(
+            model, self.num_samples, self.batch_size, self.seed, True, trainer
+        ):
             self.metric.update(self.classifier.predict(x))
         stats = self.metric.compute()  # collective: sums the counts over ranks
         self.metric.reset()
@@ -95,6 +100,7 @@ class DiversityCallback(Callback):
         gen = torch.Generator().manual_seed(self.seed)  # the same points on every rank
         z = torch.randn(self.latent_distance_samples, model.latent_dim, generator=gen)
         z = z.to(model.device)
-        labels = torch.cat([self.classifier.predict(model.decode(b).clamp(0, 1))
-                            for b in z.split(self.batch_size)])
+        labels = torch.cat(
+            [self.classifier.predict(model.decode(b).clamp(0, 1)) for b in z.split(self.batch_size)]
+        )
         return float(nearest_other_class_distance(z, labels))

@@ -1,7 +1,9 @@
 """FID and KID of samples and of reconstructions, every k epochs and at test (Heusel et al. 2017).
 
-    latentzoo fit --model VAE --data FashionMNIST --trainer.callbacks+=FIDCallback \\
-        --trainer.callbacks.extractor=domain --trainer.callbacks.evaluator=evaluators/FashionMNIST.ckpt
+    latentzoo fit --model VAE --data FashionMNIST \\
+        --trainer.callbacks+=latentzoo.callbacks.FIDCallback \\
+        --trainer.callbacks.extractor=domain \\
+        --trainer.callbacks.evaluator=evaluators/FashionMNIST.ckpt
 
 Logged (``stage`` is ``val`` or ``test``): ``stage/fid`` (samples vs real), ``stage/kid`` and
 ``stage/kid_std``, ``stage/fid_recon`` (reconstructions of the stage's held-out split vs real).
@@ -66,7 +68,9 @@ def build_extractor(
     if name == "inception":
         return InceptionFeatures(inception_weights, data_shape)
     if evaluator is None:
-        raise ValueError("extractor='domain' needs evaluator=<checkpoint of latentzoo evaluator fit>")
+        raise ValueError(
+            "extractor='domain' needs evaluator=<checkpoint of latentzoo evaluator fit>"
+        )
     from latentzoo.evaluator import DomainFeatures
 
     return DomainFeatures(evaluator, data_shape)
@@ -111,7 +115,9 @@ class FIDCallback(Callback):
         seed: int = 0,
     ) -> None:
         if min(num_samples, num_real) < 2 or every_n_epochs < 1 or batch_size < 1:
-            raise ValueError("num_samples and num_real must be >= 2, every_n_epochs, batch_size >= 1")
+            raise ValueError(
+                "num_samples and num_real must be >= 2, every_n_epochs, batch_size >= 1"
+            )
         self.extractor_name = extractor
         self.inception_weights, self.evaluator = inception_weights, evaluator
         self.num_samples, self.num_real, self.real_split = num_samples, num_real, real_split
@@ -143,7 +149,9 @@ class FIDCallback(Callback):
     @rank_zero_only
     def _log_source(self, trainer: L.Trainer) -> None:
         for logger in trainer.loggers:
-            logger.log_hyperparams({"fid_extractor": self.extractor.source if self.extractor else ""})
+            logger.log_hyperparams(
+                {"fid_extractor": self.extractor.source if self.extractor else ""}
+            )
 
     @override
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -162,11 +170,15 @@ class FIDCallback(Callback):
 
     def _ensure_real(self, trainer: L.Trainer, device: torch.device) -> None:
         assert self.extractor is not None
-        dm = trainer.datamodule
+        dm = getattr(trainer, "datamodule", None)
         key = cache_key(
             data=f"{type(dm).__module__}.{type(dm).__qualname__}",
-            args={k: v for k, v in sorted(vars(dm).items()) if isinstance(v, int | float | str)
-                  and k not in ("batch_size", "num_workers", "download")},
+            args={
+                k: v
+                for k, v in sorted(vars(dm).items())
+                if isinstance(v, int | float | str)
+                and k not in ("batch_size", "num_workers", "download")
+            },
             split=self.real_split,
             num_real=self.num_real,
             extractor=self.extractor.source,
@@ -200,15 +212,18 @@ class FIDCallback(Callback):
         load_real_state(self.metrics["fid_recon"], None, cached)
         self._real_key = key
 
-    def evaluate(self, trainer: L.Trainer, model: AutoencoderModule, stage: str) -> dict[str, float]:
+    def evaluate(
+        self, trainer: L.Trainer, model: AutoencoderModule, stage: str
+    ) -> dict[str, float]:
         """Compute and log this stage's FID (and KID, reconstruction FID); returns the values."""
         device = model.device
         self._ensure_real(trainer, device)
         images = len(model.data_shape) == 3
         fid, kid = self.metrics["fid"], self.metrics.get("kid")
         fakes = [torch.empty(0, fid.num_features, device=device)]
-        for x in generated_batches(model, self.num_samples, self.batch_size, self.seed, images,
-                                   trainer):
+        for x in generated_batches(
+            model, self.num_samples, self.batch_size, self.seed, images, trainer
+        ):
             f = self._features(x)
             fid.update(f, real=False)
             fakes.append(f.float())

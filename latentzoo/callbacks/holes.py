@@ -25,6 +25,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
+from torchmetrics.utilities import dim_zero_cat
 from typing_extensions import override
 
 from latentzoo.callbacks._shared import Split, as_float, check_model, dataset_tensors, rank_share
@@ -56,8 +57,9 @@ def holes_figure(codes: Tensor, prior: Tensor, holes: Tensor, max_points: int = 
     codes, prior, holes = codes.double().cpu(), prior.double().cpu(), holes.cpu()
     d = codes.shape[1]
     if d == 1:
-        codes, prior = torch.cat([codes, torch.zeros_like(codes)], 1), torch.cat(
-            [prior, torch.zeros_like(prior)], 1
+        codes, prior = (
+            torch.cat([codes, torch.zeros_like(codes)], 1),
+            torch.cat([prior, torch.zeros_like(prior)], 1),
         )
         axes = ("z1", "")
     elif d == 2:
@@ -69,13 +71,25 @@ def holes_figure(codes: Tensor, prior: Tensor, holes: Tensor, max_points: int = 
     fig, ax = plt.subplots(figsize=(5, 5))
     grid = torch.linspace(-4, 4, 200, dtype=torch.float64)
     gx, gy = torch.meshgrid(grid, grid, indexing="xy")
-    ax.contour(gx.numpy(), gy.numpy(), (gx**2 + gy**2).sqrt().numpy(), levels=[1, 2, 3],
-               colors="grey", linewidths=0.8)
+    ax.contour(
+        gx.numpy(),
+        gy.numpy(),
+        (gx**2 + gy**2).sqrt().numpy(),
+        levels=[1, 2, 3],
+        colors="grey",
+        linewidths=0.8,
+    )
     shown = codes[torch.randperm(len(codes))[:max_points]]
     ax.scatter(shown[:, 0], shown[:, 1], s=3, alpha=0.4, label="encodings")
     h = prior[holes][:max_points]
-    ax.scatter(h[:, 0], h[:, 1], s=12, c="red", marker="x",
-               label=f"prior samples in holes ({holes.double().mean():.1%})")
+    ax.scatter(
+        h[:, 0],
+        h[:, 1],
+        s=12,
+        c="red",
+        marker="x",
+        label=f"prior samples in holes ({holes.double().mean():.1%})",
+    )
     ax.set(xlim=(-4, 4), ylim=(-4, 4), xlabel=axes[0], ylabel=axes[1], aspect="equal")
     ax.legend(loc="upper right", fontsize=8)
     return figure_to_image(fig)
@@ -126,7 +140,9 @@ class HolesCallback(Callback):
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.evaluate(trainer, check_model(pl_module, self), "test")
 
-    def evaluate(self, trainer: L.Trainer, model: AutoencoderModule, stage: str) -> dict[str, float]:
+    def evaluate(
+        self, trainer: L.Trainer, model: AutoencoderModule, stage: str
+    ) -> dict[str, float]:
         """Encode this rank's share, compute (collective) and log; returns the values."""
         self.metric.to(model.device)
         x_all, _ = dataset_tensors(trainer, self.split)
@@ -140,9 +156,7 @@ class HolesCallback(Callback):
         for k, v in out.items():
             model.log(f"{stage}/{k}", v, sync_dist=False)  # equal on all ranks
         if self.picture:
-            codes = torch.cat([m for m in self.metric.mu]) if isinstance(self.metric.mu, list) \
-                else self.metric.mu
-            self._draw(trainer, codes)
+            self._draw(trainer, dim_zero_cat(self.metric.mu))  # this rank's codes
         self.metric.reset()
         return out
 

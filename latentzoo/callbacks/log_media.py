@@ -63,7 +63,8 @@ def log_image(trainer: L.Trainer, key: str, image: Tensor, caption: str | None =
     step = trainer.global_step
     hwc = (image.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
     wrote_png = False
-    for logger in trainer.loggers or [None]:
+    loggers: list[object] = list(trainer.loggers) or [None]
+    for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(key, image.clamp(0, 1).cpu(), global_step=step)
         elif isinstance(logger, WandbLogger):

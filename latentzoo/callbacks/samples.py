@@ -91,16 +91,25 @@ class SampleImages(Callback):
             log_image(trainer, key, image)
 
     @torch.no_grad()
-    def pictures(self, trainer: L.Trainer, model: AutoencoderModule, stage: str) -> dict[str, Tensor]:
+    def pictures(
+        self, trainer: L.Trainer, model: AutoencoderModule, stage: str
+    ) -> dict[str, Tensor]:
         """The four pictures as (3, H, W) images in [0, 1], keyed by their logging keys."""
         x_all, _ = dataset_tensors(trainer, "test" if stage == "test" else "val")
         n_in = min(self.num_inputs, len(x_all))
         x = as_float(x_all[:n_in], model.device)  # (n, C, H, W)
-        samples = next(generated_batches(model, self.num_samples, self.num_samples, self.seed, True))
+        samples = next(
+            generated_batches(model, self.num_samples, self.num_samples, self.seed, True)
+        )
         recon = model.reconstruct(x).clamp(0, 1)
         cols = min(8, n_in)
-        pairs = torch.stack([x[: n_in // cols * cols].unflatten(0, (-1, cols)),
-                             recon[: n_in // cols * cols].unflatten(0, (-1, cols))], 1)
+        pairs = torch.stack(
+            [
+                x[: n_in // cols * cols].unflatten(0, (-1, cols)),
+                recon[: n_in // cols * cols].unflatten(0, (-1, cols)),
+            ],
+            1,
+        )
         nrow = max(1, int(self.num_samples**0.5))
         return {
             "samples/grid": image_grid(samples, nrow=nrow),
@@ -120,8 +129,9 @@ class SampleImages(Callback):
     def _traversals(self, model: AutoencoderModule, x: Tensor) -> Tensor:
         z = model.encode(x)[0]  # (d,)
         dims = min(self.max_traversal_dims, len(z))
-        values = torch.linspace(-self.traversal_range, self.traversal_range, self.steps,
-                                device=z.device)
+        values = torch.linspace(
+            -self.traversal_range, self.traversal_range, self.steps, device=z.device
+        )
         codes = z.repeat(dims, self.steps, 1)  # (dims, S, d)
         codes[torch.arange(dims), :, torch.arange(dims)] = values
         return model.decode(codes.flatten(0, 1)).clamp(0, 1)  # (dims*S, C, H, W)

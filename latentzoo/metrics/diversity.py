@@ -77,13 +77,16 @@ class ClassDiversity(Metric):
     """
 
     full_state_update = False
+    counts: Tensor
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         self.num_classes = num_classes
-        self.add_state("counts", torch.zeros(num_classes, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state(
+            "counts", torch.zeros(num_classes, dtype=torch.float64), dist_reduce_fx="sum"
+        )
 
     def update(self, labels: Tensor) -> None:
         """Add (B,) predicted class indices."""

@@ -1,4 +1,4 @@
-"""Feature extractors for FID/KID: the standard Inception pool features, raw pixels, or a domain net.
+"""Feature extractors for FID/KID: the standard Inception pool features, pixels, or a domain net.
 
 FID (Heusel et al. 2017, TTUR) compares Gaussians fitted to features of real and generated data;
 the numbers in papers use the 2048-d pool3 features of ``inception-2015-12-05`` (the TF graph of
@@ -149,7 +149,7 @@ def find_inception(weights_path: str | None = None) -> tuple[InceptionSource, Pa
 
 
 class InceptionFeatures(FeatureExtractor):
-    """2048-d pool3 features of the FID Inception, from whichever source :func:`find_inception` finds.
+    """2048-d pool3 features of the FID Inception, from the source :func:`find_inception` finds.
 
     Grey-scale images are repeated to three channels (as torch-fidelity and TTUR do), images are
     quantised to 8 bits (as a PNG on disk would be), resized to 299x299 with TF1 bilinear and
@@ -209,4 +209,3 @@ class InceptionFeatures(FeatureExtractor):
             u8.float(), size=(INCEPTION_SIZE, INCEPTION_SIZE), align_corners=False
         )
         return self.net((y - 128) / 128).reshape(len(x), -1)  # input in [-1, 0.9921875]
-

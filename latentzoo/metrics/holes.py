@@ -183,13 +183,22 @@ class AggregatedPosteriorHoles(Metric):
     """
 
     full_state_update = False
+    mu: list[Tensor]
+    logvar: list[Tensor]
 
     def __init__(
-        self, num_prior: int = 10_000, num_reference: int = 10_000, level: float = 0.01, seed: int = 0
+        self,
+        num_prior: int = 10_000,
+        num_reference: int = 10_000,
+        level: float = 0.01,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.num_prior, self.num_reference, self.level, self.seed = (
-            num_prior, num_reference, level, seed
+            num_prior,
+            num_reference,
+            level,
+            seed,
         )
         self.add_state("mu", [], dist_reduce_fx="cat")
         self.add_state("logvar", [], dist_reduce_fx="cat")
@@ -197,9 +206,9 @@ class AggregatedPosteriorHoles(Metric):
         self.last_holes: Tensor | None = None
 
     def update(self, mu: Tensor, logvar: Tensor | None) -> None:
-        self.mu.append(mu.detach().double())  # type: ignore[union-attr]
+        self.mu.append(mu.detach().double())
         if logvar is not None:
-            self.logvar.append(logvar.detach().double())  # type: ignore[union-attr]
+            self.logvar.append(logvar.detach().double())
 
     def compute(self) -> HoleStats:
         mu = dim_zero_cat(self.mu)  # (N, d)
@@ -210,4 +219,3 @@ class AggregatedPosteriorHoles(Metric):
             mu, logvar, self.num_prior, self.num_reference, self.level, self.seed
         )
         return stats
-

@@ -19,8 +19,15 @@ from latentzoo.callbacks import FIDCallback, HolesCallback
 from latentzoo.datamodules import Synthetic
 from latentzoo.zoo import VAE
 
-KEYS = ("test/fid", "test/kid", "test/fid_recon", "test/holes", "test/kl_prior_agg",
-        "test/kl_agg_prior", "test/offdiag_cov")
+KEYS = (
+    "test/fid",
+    "test/kid",
+    "test/fid_recon",
+    "test/holes",
+    "test/kl_prior_agg",
+    "test/kl_agg_prior",
+    "test/offdiag_cov",
+)
 
 
 def build() -> tuple[VAE, Synthetic]:
@@ -32,13 +39,26 @@ def build() -> tuple[VAE, Synthetic]:
 def evaluate(devices: int, cache_dir: str) -> list[dict[str, float]]:
     model, dm = build()
     callbacks = [
-        FIDCallback(extractor="pixels", num_samples=130, num_real=250, batch_size=50,
-                    kid_subset_size=50, cache_dir=cache_dir),
+        FIDCallback(
+            extractor="pixels",
+            num_samples=130,
+            num_real=250,
+            batch_size=50,
+            kid_subset_size=50,
+            cache_dir=cache_dir,
+        ),
         HolesCallback(num_prior=400, num_reference=60, batch_size=64),
     ]
-    trainer = L.Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=callbacks)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+    )
     results = []
     for _ in range(2):
         trainer.test(model, dm, verbose=False)

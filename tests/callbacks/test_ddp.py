@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import ddp_script  # tests/callbacks is on sys.path (pytest's rootdir-less test folders)
+import pytest
 
 SCRIPT = Path(__file__).with_name("ddp_script.py")
 
@@ -20,7 +19,10 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), str(out), str(tmp_path / "cache2")],
-        env=env, capture_output=True, text=True, timeout=480,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=480,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = json.loads(out.read_text())

@@ -35,8 +35,12 @@ def test_traversals_change_one_dimension_per_row(tiny_images) -> None:
 
 def test_csv_logger_gets_png_files(tiny_images, tmp_path: Path) -> None:
     model = VAE(data_shape=(1, 28, 28), latent_dim=2, width=4)
-    trainer = L.Trainer(logger=CSVLogger(tmp_path), enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[SampleImages(num_samples=9)])
+    trainer = L.Trainer(
+        logger=CSVLogger(tmp_path),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[SampleImages(num_samples=9)],
+    )
     trainer.test(model, tiny_images, verbose=False)
     folder = Path(trainer.logger.log_dir) / "images"
     assert sorted(p.name.rsplit("_step", 1)[0] for p in folder.glob("*.png")) == sorted(
@@ -47,8 +51,11 @@ def test_csv_logger_gets_png_files(tiny_images, tmp_path: Path) -> None:
 def test_vector_data_is_refused_at_setup() -> None:
     trainer = L.Trainer(logger=False, enable_progress_bar=False, callbacks=[SampleImages()])
     with pytest.raises(ValueError, match="SampleImages draws images"):
-        trainer.test(VAE(data_shape=(6,), latent_dim=2), Synthetic(data_dim=6, num_train=300,
-                                                                    val_size=100), verbose=False)
+        trainer.test(
+            VAE(data_shape=(6,), latent_dim=2),
+            Synthetic(data_dim=6, num_train=300, val_size=100),
+            verbose=False,
+        )
 
 
 def test_wandb_offline_run_holds_scalars_and_images(
@@ -60,8 +67,9 @@ def test_wandb_offline_run_holds_scalars_and_images(
     logger = WandbLogger(save_dir=str(tmp_path), project="latentzoo-test", offline=True)
     model = VAE(data_shape=(1, 28, 28), latent_dim=2, width=4)
     cbs = [SampleImages(num_samples=4), HolesCallback(num_prior=100, num_reference=20)]
-    trainer = L.Trainer(logger=logger, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=cbs)
+    trainer = L.Trainer(
+        logger=logger, enable_progress_bar=False, enable_model_summary=False, callbacks=cbs
+    )
     trainer.test(model, tiny_images, verbose=False)
     logger.experiment.finish()
     wandb.teardown()  # stops the background service, which writes the run file as it exits

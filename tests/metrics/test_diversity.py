@@ -21,7 +21,9 @@ def test_uniform_histogram_reaches_log_k() -> None:
     assert float(out["h2"]) == pytest.approx(math.log(10))
     assert float(out["classes_covered"]) == 10
     h2 = math.log(10)
-    assert float(out["distance_bound"]) == pytest.approx(math.log(4 * math.pi * h2) / math.sqrt(2 * h2))
+    assert float(out["distance_bound"]) == pytest.approx(
+        math.log(4 * math.pi * h2) / math.sqrt(2 * h2)
+    )
 
 
 def test_skewed_histogram() -> None:
@@ -41,8 +43,15 @@ def test_out_of_range_labels_are_reported() -> None:
 def test_nearest_other_class_distance_brute_force() -> None:
     gen = torch.Generator().manual_seed(0)
     z, labels = torch.randn(50, 3, generator=gen), torch.randint(0, 3, (50,), generator=gen)
-    expected = torch.stack(
-        [min((z[i] - z[j]).norm() for j in range(50) if labels[j] != labels[i]) for i in range(50)]
-    ).double().mean()
+    expected = (
+        torch.stack(
+            [
+                min((z[i] - z[j]).norm() for j in range(50) if labels[j] != labels[i])
+                for i in range(50)
+            ]
+        )
+        .double()
+        .mean()
+    )
     got = nearest_other_class_distance(z, labels, chunk=7)
     assert float(got) == pytest.approx(float(expected), rel=1e-6)

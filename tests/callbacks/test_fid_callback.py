@@ -17,8 +17,11 @@ from latentzoo.zoo import VAE
 
 def make_trainer(callback: FIDCallback) -> L.Trainer:
     return L.Trainer(
-        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=[callback],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback],
     )
 
 
@@ -29,8 +32,14 @@ def synthetic() -> Synthetic:
 def test_pixel_fid_equals_direct_computation_and_cache_is_reused(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model, dm = VAE(data_shape=(6,), latent_dim=2, width=4), synthetic()
-    kwargs = dict(extractor="pixels", num_samples=120, num_real=250, batch_size=50,
-                  kid_subset_size=50, cache_dir=str(tmp_path))
+    kwargs = dict(
+        extractor="pixels",
+        num_samples=120,
+        num_real=250,
+        batch_size=50,
+        kid_subset_size=50,
+        cache_dir=str(tmp_path),
+    )
     first = FIDCallback(**kwargs)
     make_trainer(first).test(model, dm, verbose=False)
     assert first.real_computations == 1 and len(list(tmp_path.glob("*.pt"))) == 1
@@ -52,8 +61,15 @@ def test_pixel_fid_equals_direct_computation_and_cache_is_reused(tmp_path: Path)
 def test_another_real_split_is_another_cache_entry(tmp_path: Path) -> None:
     model, dm = VAE(data_shape=(6,), latent_dim=2, width=4), synthetic()
     for split in ("train", "val"):
-        cb = FIDCallback(extractor="pixels", num_samples=60, num_real=60, real_split=split,
-                         kid=False, reconstruction=False, cache_dir=str(tmp_path))
+        cb = FIDCallback(
+            extractor="pixels",
+            num_samples=60,
+            num_real=60,
+            real_split=split,
+            kid=False,
+            reconstruction=False,
+            cache_dir=str(tmp_path),
+        )
         make_trainer(cb).test(model, dm, verbose=False)
         assert cb.real_computations == 1
     assert len(list(tmp_path.glob("*.pt"))) == 2
@@ -66,10 +82,19 @@ def test_domain_extractor_needs_an_evaluator() -> None:
 
 
 @pytest.mark.slow
-def test_inception_fid_end_to_end(random_inception_weights: Path, tiny_images, tmp_path: Path) -> None:
+def test_inception_fid_end_to_end(
+    random_inception_weights: Path, tiny_images, tmp_path: Path
+) -> None:
     model = VAE(data_shape=(1, 28, 28), latent_dim=2, width=4)
-    cb = FIDCallback(inception_weights=str(random_inception_weights), num_samples=4, num_real=4,
-                     kid=False, reconstruction=False, batch_size=4, cache_dir=str(tmp_path))
+    cb = FIDCallback(
+        inception_weights=str(random_inception_weights),
+        num_samples=4,
+        num_real=4,
+        kid=False,
+        reconstruction=False,
+        batch_size=4,
+        cache_dir=str(tmp_path),
+    )
     trainer = make_trainer(cb)
     trainer.test(model, tiny_images, verbose=False)
     assert float(trainer.callback_metrics["test/fid"]) > 0

@@ -15,12 +15,18 @@ from latentzoo.metrics.holes import hole_stats
 from latentzoo.zoo import VAE
 
 
-def test_logged_values_match_the_metric_on_the_model_posteriors(tiny_images, tmp_path: Path) -> None:
+def test_logged_values_match_the_metric_on_the_model_posteriors(
+    tiny_images, tmp_path: Path
+) -> None:
     torch.manual_seed(0)
     model = VAE(data_shape=(1, 28, 28), latent_dim=3, width=4)
     cb = HolesCallback(num_prior=300, num_reference=40, every_n_epochs=1)
-    trainer = L.Trainer(logger=CSVLogger(tmp_path), enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[cb])
+    trainer = L.Trainer(
+        logger=CSVLogger(tmp_path),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[cb],
+    )
     trainer.test(model, tiny_images, verbose=False)
     model.eval()
     with torch.no_grad():
@@ -38,4 +44,4 @@ def test_picture_for_any_latent_dimension(d: int) -> None:
     prior = torch.randn(100, d)
     image = holes_figure(codes, prior, prior.norm(dim=1) > 1.5)
     assert image.ndim == 3 and image.shape[0] == 3 and image.shape[1] > 100
-    assert 0 <= float(image.min()) and float(image.max()) <= 1
+    assert float(image.min()) >= 0 and float(image.max()) <= 1
