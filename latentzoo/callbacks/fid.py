@@ -157,11 +157,11 @@ class FIDCallback(Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
-        self.evaluate(trainer, check_model(pl_module, self), "val")
+        self._log(pl_module, "val", self.evaluate(trainer, check_model(pl_module, self), "val"))
 
     @override
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.evaluate(trainer, check_model(pl_module, self), "test")
+        self._log(pl_module, "test", self.evaluate(trainer, check_model(pl_module, self), "test"))
 
     def _features(self, x: Tensor) -> Tensor:
         assert self.extractor is not None
@@ -215,7 +215,7 @@ class FIDCallback(Callback):
     def evaluate(
         self, trainer: L.Trainer, model: AutoencoderModule, stage: str
     ) -> dict[str, float]:
-        """Compute and log this stage's FID (and KID, reconstruction FID); returns the values."""
+        """This stage's FID, KID and reconstruction FID (collective: every rank calls it)."""
         device = model.device
         self._ensure_real(trainer, device)
         images = len(model.data_shape) == 3
@@ -239,9 +239,12 @@ class FIDCallback(Callback):
         for m in self.metrics.values():
             m.reset()  # the generated side only; real statistics are kept
         out = {k: float(v) for k, v in values.items()}
-        for k, v in out.items():
-            model.log(f"{stage}/{k}", v, sync_dist=False)  # already global: equal on all ranks
         return out
+
+    @staticmethod
+    def _log(pl_module: L.LightningModule, stage: str, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            pl_module.log(f"{stage}/{k}", v, sync_dist=False)  # already global: same on all ranks
 
     def _recon_fid(self, trainer: L.Trainer, model: AutoencoderModule, stage: str) -> Tensor:
         metric = self.metrics["fid_recon"]
