@@ -3,6 +3,7 @@
     latentzoo fit --model VAE --data FashionMNIST --trainer.max_epochs 5
     latentzoo fit --config configs/vae_fashion_mnist.yaml --ckpt_path last
     latentzoo models
+    latentzoo evaluator fit --data FashionMNIST     # the domain evaluator of FID and diversity
 
 Model and data are chosen by class name (subclass mode), so plugin models and user subclasses
 work like built-in ones. The datamodule's ``data_shape`` is linked to the model's. With no
@@ -27,6 +28,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
 
 from latentzoo.datamodules import InMemoryDataModule
+from latentzoo.evaluator import evaluator_command
 from latentzoo.zoo import AutoencoderModule, get_model_class, list_models, load_plugins
 
 __all__ = ["COMMANDS", "LatentzooCLI", "main", "run"]
@@ -102,7 +104,10 @@ def models_command(argv: Sequence[str]) -> None:
 
 
 # Sub-commands that are not LightningCLI's; each takes the arguments after its name.
-COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {"models": models_command}
+COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {
+    "models": models_command,
+    "evaluator": evaluator_command,  # latentzoo evaluator fit --data FashionMNIST
+}
 
 
 def run(argv: Sequence[str] | None = None) -> LatentzooCLI | None:

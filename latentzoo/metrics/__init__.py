@@ -1,5 +1,20 @@
 """Metrics: pure functions, and torchmetrics ``Metric`` objects whose state syncs across ranks."""
 
+from latentzoo.metrics.diversity import ClassDiversity, collision_entropy, distance_bound
+from latentzoo.metrics.fid import FrechetDistance, KernelDistance
 from latentzoo.metrics.frechet import frechet_distance, frechet_distance_between, mean_cov
+from latentzoo.metrics.holes import AggregatedPosteriorHoles, hole_stats, log_aggregate_posterior
 
-__all__ = ["frechet_distance", "frechet_distance_between", "mean_cov"]
+__all__ = [
+    "AggregatedPosteriorHoles",
+    "ClassDiversity",
+    "FrechetDistance",
+    "KernelDistance",
+    "collision_entropy",
+    "distance_bound",
+    "frechet_distance",
+    "frechet_distance_between",
+    "hole_stats",
+    "log_aggregate_posterior",
+    "mean_cov",
+]

@@ -1,0 +1,168 @@
+"""Holes in the aggregated posterior, logged every k epochs and at test, with a picture.
+
+The statistics are those of :mod:`latentzoo.metrics.holes`: q(z) = 1/N sum_n q(z|x_n) over the
+encodings of N training points (``model.posterior(x)``: Gaussians for VAEs, a Silverman-width
+KDE for deterministic encoders), scored at M prior samples by chunked log-sum-exp.
+
+Logged (``stage`` is ``val`` or ``test``):
+
+- ``stage/holes``: fraction of prior samples with log q(z) below the ``level`` quantile of the
+  leave-one-out log q at the encodings (``level`` itself when there are no holes);
+- ``stage/kl_prior_agg`` (KL(p||q), inflated by holes) and ``stage/kl_agg_prior`` (KL(q||p));
+- ``stage/offdiag_cov``: mean |off-diagonal covariance| of the codes over the active dimensions;
+- ``holes/latents``: encodings over the prior's contours with the holes marked (the two leading
+  principal components of the codes when d > 2), as in Tomczak's figure of a VAE with a N(0, I)
+  prior.
+
+Under DDP each rank encodes its share; :class:`AggregatedPosteriorHoles` gathers the posteriors,
+every rank computes the same numbers, and rank 0 alone draws the picture.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_only
+from torch import Tensor
+from torchmetrics.utilities import dim_zero_cat
+from typing_extensions import override
+
+from latentzoo.callbacks._shared import Split, as_float, check_model, dataset_tensors, rank_share
+from latentzoo.callbacks.log_media import figure_to_image, log_image
+from latentzoo.metrics.holes import AggregatedPosteriorHoles
+from latentzoo.zoo import AutoencoderModule
+
+__all__ = ["HolesCallback", "holes_figure"]
+
+
+def _pca_basis(codes: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean (d,) and the two leading principal directions (d, 2) of (N, d) codes."""
+    mean = codes.mean(0)
+    _, _, v = torch.linalg.svd(codes - mean, full_matrices=False)
+    return mean, v[:2].T
+
+
+def holes_figure(codes: Tensor, prior: Tensor, holes: Tensor, max_points: int = 5000) -> Tensor:
+    """The picture as a (3, H, W) image: codes, prior contours (1, 2, 3 sigma), holes as red x.
+
+    For d > 2 everything is projected on the codes' two leading principal components; the
+    contours are then those of the projected prior, still N(0, I) for an orthonormal basis.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    codes, prior, holes = codes.double().cpu(), prior.double().cpu(), holes.cpu()
+    d = codes.shape[1]
+    if d == 1:
+        codes, prior = (
+            torch.cat([codes, torch.zeros_like(codes)], 1),
+            torch.cat([prior, torch.zeros_like(prior)], 1),
+        )
+        axes = ("z1", "")
+    elif d == 2:
+        axes = ("z1", "z2")
+    else:
+        mean, basis = _pca_basis(codes)
+        codes, prior = (codes - mean) @ basis, (prior - mean) @ basis  # (N, 2), (M, 2)
+        axes = ("PC1 of the codes", "PC2 of the codes")
+    fig, ax = plt.subplots(figsize=(5, 5))
+    grid = torch.linspace(-4, 4, 200, dtype=torch.float64)
+    gx, gy = torch.meshgrid(grid, grid, indexing="xy")
+    ax.contour(
+        gx.numpy(),
+        gy.numpy(),
+        (gx**2 + gy**2).sqrt().numpy(),
+        levels=[1, 2, 3],
+        colors="grey",
+        linewidths=0.8,
+    )
+    shown = codes[torch.randperm(len(codes))[:max_points]]
+    ax.scatter(shown[:, 0], shown[:, 1], s=3, alpha=0.4, label="encodings")
+    h = prior[holes][:max_points]
+    ax.scatter(
+        h[:, 0],
+        h[:, 1],
+        s=12,
+        c="red",
+        marker="x",
+        label=f"prior samples in holes ({holes.double().mean():.1%})",
+    )
+    ax.set(xlim=(-4, 4), ylim=(-4, 4), xlabel=axes[0], ylabel=axes[1], aspect="equal")
+    ax.legend(loc="upper right", fontsize=8)
+    return figure_to_image(fig)
+
+
+class HolesCallback(Callback):
+    """Aggregated-posterior holes, the two KLs and the active-dimension covariance.
+
+    Args:
+        num_encodings: N, training points encoded (all of ``split`` if fewer).
+        num_prior: M, prior samples scored.
+        num_reference: Encodings scored leave-one-out for the threshold (see ``hole_stats``).
+        level: Quantile of leave-one-out log q that defines a hole (1%).
+        split: The data encoded.
+        every_n_epochs: Evaluate at the end of every k-th validation epoch; always at test.
+        picture: Log the ``holes/latents`` image.
+        batch_size: Encoding batch size.
+        seed: Seeds the prior samples and subsets (the same on every rank and evaluation).
+    """
+
+    def __init__(
+        self,
+        num_encodings: int = 60_000,
+        num_prior: int = 10_000,
+        num_reference: int = 10_000,
+        level: float = 0.01,
+        split: Split = "train",
+        every_n_epochs: int = 5,
+        picture: bool = True,
+        batch_size: int = 500,
+        seed: int = 0,
+    ) -> None:
+        if not 0 < level < 1:
+            raise ValueError(f"level must be in (0, 1), got {level}")
+        if min(num_encodings, num_prior, num_reference) < 2 or every_n_epochs < 1:
+            raise ValueError("num_encodings, num_prior, num_reference >= 2, every_n_epochs >= 1")
+        self.num_encodings, self.split = num_encodings, split
+        self.every_n_epochs, self.picture, self.batch_size = every_n_epochs, picture, batch_size
+        self.metric = AggregatedPosteriorHoles(num_prior, num_reference, level, seed)
+
+    @override
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        self.evaluate(trainer, check_model(pl_module, self), "val")
+
+    @override
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.evaluate(trainer, check_model(pl_module, self), "test")
+
+    def evaluate(
+        self, trainer: L.Trainer, model: AutoencoderModule, stage: str
+    ) -> dict[str, float]:
+        """Encode this rank's share, compute (collective) and log; returns the values."""
+        self.metric.to(model.device)
+        x_all, _ = dataset_tensors(trainer, self.split)
+        idx = torch.tensor(list(rank_share(min(self.num_encodings, len(x_all)), trainer)))
+        with torch.no_grad():
+            for b in idx.split(self.batch_size):
+                mu, logvar = model.posterior(as_float(x_all[b], model.device))
+                self.metric.update(mu, logvar)
+        stats = self.metric.compute()  # every rank: gathers the posteriors
+        out = {k: float(v) for k, v in stats.items() if k != "num_active"}
+        for k, v in out.items():
+            model.log(f"{stage}/{k}", v, sync_dist=False)  # equal on all ranks
+        if self.picture:
+            self._draw(trainer, dim_zero_cat(self.metric.mu))  # this rank's codes
+        self.metric.reset()
+        return out
+
+    @rank_zero_only
+    def _draw(self, trainer: L.Trainer, codes: Tensor) -> None:
+        prior, holes = self.metric.last_prior, self.metric.last_holes
+        if prior is None or holes is None:
+            return
+        log_image(trainer, "holes/latents", holes_figure(codes, prior, holes))

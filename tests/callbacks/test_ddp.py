@@ -1,0 +1,34 @@
+"""Two CPU processes (DDP, gloo) give the same FID, KID and holes values as one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import ddp_script  # tests/callbacks is on sys.path (pytest's rootdir-less test folders)
+import pytest
+
+SCRIPT = Path(__file__).with_name("ddp_script.py")
+
+
+def test_two_processes_match_one(tmp_path: Path) -> None:
+    out = tmp_path / "ddp.json"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(out), str(tmp_path / "cache2")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=480,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads(out.read_text())
+    one = ddp_script.evaluate(1, str(tmp_path / "cache1"))
+    assert two[-1] == {"real_computations": 1.0} == one[-1]  # the second evaluation used the cache
+    for run_one, run_two in zip(one[:2], two[:2], strict=True):
+        for key, value in run_one.items():
+            assert run_two[key] == pytest.approx(value, rel=1e-5, abs=1e-9, nan_ok=True), key
+    assert one[0] == pytest.approx(one[1], nan_ok=True)  # cache read back gives the same values

