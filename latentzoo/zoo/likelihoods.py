@@ -131,8 +131,8 @@ class GaussianGamma(Likelihood):
     data that lie on a low-dimensional manifold, which sharpens reconstructions and leaves the
     surplus latent dimensions unused (their posterior collapses to the prior). That is what makes
     the aggregated posterior differ from N(0, I) and a second stage worth fitting. gamma is kept
-    as ``raw`` (an ``nn.Parameter``, so the model's optimizer trains it) with
-    gamma = softplus(raw) + ``min_gamma``; the paper leaves it unbounded, which is safe in float64 only.
+    as ``raw`` (an ``nn.Parameter``, so the model's optimizer trains it) with gamma =
+    softplus(raw) + ``min_gamma``; the paper leaves it unbounded, which float32 cannot afford.
 
     Args:
         init_gamma: gamma at initialisation (1.0 as in the authors' code).

@@ -28,7 +28,20 @@ from tqdm.auto import tqdm
 
 from latentzoo.zoo.vae import VAE
 
-__all__ = ["FittedSampler", "GaussianMixture", "SecondStage", "StandardNormal"]
+__all__ = ["FittedSampler", "GaussianMixture", "SecondStage", "StandardNormal", "adam_with_gamma"]
+
+
+def adam_with_gamma(module: nn.Module, lr: float, gamma_lr: float) -> torch.optim.Adam:
+    """Adam over ``module``'s parameters, with ``gamma_lr`` for learned variances gamma.
+
+    gamma is one number on a log-like scale (softplus(raw) ~ exp(raw) for small gamma) and Adam
+    moves a parameter by about its learning rate per step, so at a net's lr of 1e-3 gamma needs
+    thousands of steps to fall from 1 to the data's squared error; its own, larger rate lets it
+    track the reconstruction error within the first epoch.
+    """
+    gamma = [p for n, p in module.named_parameters() if n.endswith("likelihood.raw")]
+    rest = [p for n, p in module.named_parameters() if not n.endswith("likelihood.raw")]
+    return torch.optim.Adam([{"params": rest}, {"params": gamma, "lr": gamma_lr}], lr=lr)
 
 
 class FittedSampler(nn.Module):
@@ -84,6 +97,10 @@ class GaussianMixture(FittedSampler):
         seed: Seed of the initialisation.
     """
 
+    weights: Tensor  # (K,) mixing proportions
+    means: Tensor  # (K, D)
+    scale_tril: Tensor  # (K, D, D) Cholesky factors of the covariances
+
     def __init__(
         self,
         dim: int,
@@ -104,7 +121,7 @@ class GaussianMixture(FittedSampler):
         k, d = n_components, dim
         self.register_buffer("weights", torch.full((k,), 1.0 / k, dtype=torch.float64))
         self.register_buffer("means", torch.zeros(k, d, dtype=torch.float64))
-        # Cholesky factors of the covariances, (K, D, D); diagonal ones for ``diag``.
+        # Diagonal factors for ``diag``: one code path samples and scores both.
         self.register_buffer("scale_tril", torch.eye(d, dtype=torch.float64).repeat(k, 1, 1))
 
     def log_prob(self, z: Tensor) -> Tensor:
@@ -174,6 +191,7 @@ class SecondStage(FittedSampler):
         width: Width of its MLPs (``4 * width`` units per hidden layer).
         epochs: Passes over the codes.
         lr: Adam's learning rate.
+        gamma_lr: Adam's learning rate for gamma (see :func:`adam_with_gamma`).
         batch_size: Codes per step.
         seed: Seed of the initialisation and the shuffling.
     """
@@ -184,24 +202,27 @@ class SecondStage(FittedSampler):
         width: int = 64,
         epochs: int = 20,
         lr: float = 1e-3,
+        gamma_lr: float = 1e-2,
         batch_size: int = 128,
         seed: int = 0,
     ) -> None:
         super().__init__(dim)
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
-        self.epochs, self.lr, self.batch_size, self.seed = epochs, lr, batch_size, seed
+        self.epochs, self.lr, self.gamma_lr = epochs, lr, gamma_lr
+        self.batch_size, self.seed = batch_size, seed
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            self.vae = VAE(data_shape=(dim,), latent_dim=dim, likelihood="gaussian_gamma",
-                           width=width, lr=lr)
+            self.vae = VAE(
+                data_shape=(dim,), latent_dim=dim, likelihood="gaussian_gamma", width=width, lr=lr
+            )
 
     def fit(self, mu: Tensor, logvar: Tensor | None = None) -> None:
         self._check_codes(mu, min_n=2)
         device = next(self.vae.parameters()).device
         mu = mu.detach().to(device)
         std = None if logvar is None else torch.exp(0.5 * logvar.detach().to(device))
-        opt = torch.optim.Adam(self.vae.parameters(), lr=self.lr)
+        opt = adam_with_gamma(self.vae, self.lr, self.gamma_lr)
         gen = torch.Generator().manual_seed(self.seed)
         self.vae.train()
         for _ in tqdm(range(self.epochs), desc="second stage", leave=False):

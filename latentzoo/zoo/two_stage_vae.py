@@ -19,15 +19,17 @@ states. ``stage1_checkpoint`` trains stage 2 alone on the stage 1 of another run
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
 from latentzoo.zoo.likelihoods import GaussianGamma
 from latentzoo.zoo.registry import register_model
+from latentzoo.zoo.samplers import adam_with_gamma
 from latentzoo.zoo.vae import VAE
 
 __all__ = ["TwoStageVAE"]
@@ -51,6 +53,8 @@ class TwoStageVAE(VAE):
         stage1_checkpoint: A Lightning checkpoint (of a ``TwoStageVAE``, or of a ``VAE`` with
             ``likelihood="gaussian_gamma"`` and the same shape) whose stage 1 is loaded at the
             start of ``fit``; stage 1 is then not trained and stage 2 starts at epoch 0.
+        gamma_lr: Adam's learning rate for both stages' gamma (see
+            :func:`latentzoo.zoo.samplers.adam_with_gamma`).
         width: See :class:`AutoencoderModule` (stage 1's nets).
         lr: Adam's learning rate for stage 1.
     """
@@ -66,6 +70,7 @@ class TwoStageVAE(VAE):
         stage2_width: int = 64,
         stage2_lr: float = 1e-3,
         stage1_checkpoint: str | None = None,
+        gamma_lr: float = 1e-2,
         width: int = 32,
         lr: float = 1e-3,
     ) -> None:
@@ -83,9 +88,15 @@ class TwoStageVAE(VAE):
         self.stage1_epochs = 0 if stage1_checkpoint is not None else stage1_epochs
         self.stage2_epochs = stage2_epochs
         self.stage2_lr = stage2_lr
+        self.gamma_lr = gamma_lr
         self.stage1_checkpoint = stage1_checkpoint
-        self.stage2 = VAE(data_shape=(latent_dim,), latent_dim=latent_dim,
-                          likelihood="gaussian_gamma", width=stage2_width, lr=stage2_lr)
+        self.stage2 = VAE(
+            data_shape=(latent_dim,),
+            latent_dim=latent_dim,
+            likelihood="gaussian_gamma",
+            width=stage2_width,
+            lr=stage2_lr,
+        )
         self.automatic_optimization = False
 
     # -- stages -----------------------------------------------------------------------------------
@@ -93,9 +104,6 @@ class TwoStageVAE(VAE):
     def stage(self) -> int:
         """1 while stage 1 trains, 2 from epoch ``stage1_epochs`` on."""
         return 1 if self.current_epoch < self.stage1_epochs else 2
-
-    def stage1_parameters(self) -> list[torch.nn.Parameter]:
-        return [p for n, p in self.named_parameters() if n.startswith(_STAGE1_PREFIXES)]
 
     def load_stage1(self, path: str) -> None:
         """Copy encoder, decoder and gamma from the checkpoint at ``path``."""
@@ -146,7 +154,11 @@ class TwoStageVAE(VAE):
     def on_fit_start(self) -> None:
         total = self.stage1_epochs + self.stage2_epochs
         max_epochs = self.trainer.max_epochs
-        if not self.trainer.fast_dev_run and max_epochs is not None and 0 <= max_epochs < total:
+        if (
+            not getattr(self.trainer, "fast_dev_run", False)
+            and max_epochs is not None
+            and 0 <= max_epochs < total
+        ):
             rank_zero_warn(
                 f"trainer.max_epochs={max_epochs} ends training before the 2-stage VAE's "
                 f"{self.stage1_epochs} + {self.stage2_epochs} epochs; set max_epochs={total}"
@@ -156,7 +168,7 @@ class TwoStageVAE(VAE):
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         x = batch[0]
         self.check_batch(x)
-        opt1, opt2 = self.optimizers()  # type: ignore[misc]
+        opt1, opt2 = cast(list[LightningOptimizer], self.optimizers())
         if self.stage == 1:
             losses = super().compute_losses(x)
             losses["gamma"] = self.likelihood.gamma.detach()
@@ -181,7 +193,10 @@ class TwoStageVAE(VAE):
 
     @override
     def configure_optimizers(self) -> Any:
+        stage1 = torch.nn.ModuleDict(
+            {"encoder": self.encoder, "decoder": self.decoder, "likelihood": self.likelihood}
+        )
         return [
-            torch.optim.Adam(self.stage1_parameters(), lr=self.lr),
-            torch.optim.Adam(self.stage2.parameters(), lr=self.stage2_lr),
+            adam_with_gamma(stage1, self.lr, self.gamma_lr),
+            adam_with_gamma(self.stage2, self.stage2_lr, self.gamma_lr),
         ]

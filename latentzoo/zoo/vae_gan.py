@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from latentzoo.zoo import nets
+from latentzoo.zoo.likelihoods import LikelihoodName
 from latentzoo.zoo.registry import register_model
 from latentzoo.zoo.vae import VAE, kl_standard_normal
 
@@ -60,6 +61,8 @@ class VAEGAN(VAE):
         lr: RMSProp's learning rate for all three networks.
     """
 
+    dis_win_streak: Tensor  # consecutive steps the discriminator has won, a long scalar
+
     def __init__(
         self,
         data_shape: Sequence[int] = (1, 28, 28),
@@ -70,7 +73,9 @@ class VAEGAN(VAE):
         width: int = 32,
         lr: float = 3e-4,
     ) -> None:
-        output = "bernoulli" if len(data_shape) == 3 else "gaussian_fixed"  # sigmoid / identity
+        output: LikelihoodName = (
+            "bernoulli" if len(data_shape) == 3 else "gaussian_fixed"
+        )  # sigmoid / identity
         super().__init__(data_shape, latent_dim, output, 1.0, width, lr)
         if gamma < 0 or dis_win_loss <= 0 or dis_win_steps < 1:
             raise ValueError(
@@ -88,6 +93,8 @@ class VAEGAN(VAE):
     def discriminate(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Dis_l(x), (B, F), the last hidden layer, and Dis's logit, (B,)."""
         d = self.discriminator
+        trunk: nn.Module
+        head: nn.Module
         if isinstance(d, nets.ConvEncoder):
             trunk, head = d.features, d.head
         else:  # the MLP of flat data: everything but the last linear layer is the trunk
@@ -110,15 +117,24 @@ class VAEGAN(VAE):
         dis = _bce(l_x, 1.0) + _bce(l_rec, 0.0) + _bce(l_p, 0.0)
         gen = _bce(l_rec, 1.0) + _bce(l_p, 1.0)  # non-saturating form of -L_GAN
         recon = (x_rec - x).pow(2).flatten(1).sum(1).mean()  # pixels, monitored only
-        return {"kl": kl, "llike": llike, "gen": gen, "dis": dis, "recon": recon,
-                "enc": kl + llike, "dec": self.gamma * llike + gen}
+        return {
+            "kl": kl,
+            "llike": llike,
+            "gen": gen,
+            "dis": dis,
+            "recon": recon,
+            "enc": kl + llike,
+            "dec": self.gamma * llike + gen,
+        }
 
     @override
     def compute_losses(self, x: Tensor) -> dict[str, Tensor]:
         """``loss`` = L_prior + L_llike + generator term (eq. (9) from the generator's side)."""
         t = self.terms(x)
-        return {"loss": t["kl"] + t["llike"] + t["gen"],
-                **{k: t[k] for k in ("kl", "llike", "gen", "dis", "recon")}}
+        return {
+            "loss": t["kl"] + t["llike"] + t["gen"],
+            **{k: t[k] for k in ("kl", "llike", "gen", "dis", "recon")},
+        }
 
     def parameter_groups(self) -> tuple[list[nn.Parameter], ...]:
         """Encoder, decoder (with the likelihood, if it has parameters) and discriminator."""
@@ -136,8 +152,9 @@ class VAEGAN(VAE):
         # Algorithm 1's simultaneous update: each objective's gradient goes to its own network
         # only (``inputs=``), all taken at the same parameters, then the three steps.
         groups = self.parameter_groups()
-        for loss, params, last in zip((t["enc"], t["dec"], t["dis"]), groups, (0, 0, 1),
-                                      strict=True):
+        for loss, params, last in zip(
+            (t["enc"], t["dec"], t["dis"]), groups, (0, 0, 1), strict=True
+        ):
             self.manual_backward(loss, inputs=params, retain_graph=not last)
         for opt in opts:  # type: ignore[union-attr]
             opt.step()
@@ -155,7 +172,7 @@ class VAEGAN(VAE):
         self.log("train/dis_win_streak", self.dis_win_streak.float())
         self.log("train/dis_collapsed", collapsed, prog_bar=True)
         # Reading the flag costs a device sync, so only as often as the logger writes.
-        every = self.trainer.log_every_n_steps if self._trainer is not None else 1
+        every = getattr(self._trainer, "log_every_n_steps", 1)
         if not self._warned_collapse and self.global_step % every == 0 and bool(collapsed):
             self._warned_collapse = True
             rank_zero_warn(
