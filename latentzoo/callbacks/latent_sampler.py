@@ -126,22 +126,30 @@ class LatentSampler(Callback):
             )
         step = trainer.global_step
         if self.sampler is None or self.fitted_step != step:
-            sampler = self.build(pl_module.latent_dim)
-            if sampler is not None:
-                restored = self._restored
-                if restored is not None and restored["step"] == step:
-                    state = restored["state"]
-                else:
-                    state = None
-                    if trainer.is_global_zero:
-                        sampler.to(pl_module.device)
-                        sampler.fit(*self.training_codes(trainer, pl_module))
-                        state = {k: v.cpu() for k, v in sampler.state_dict().items()}
-                    state = trainer.strategy.broadcast(state, src=0)  # every rank calls this
-                sampler.load_state_dict(state)
-                sampler.to(pl_module.device).eval()
-            self.sampler, self.fitted_step = sampler, step
+            # validate/test/predict run under inference mode, where nothing could be trained.
+            with torch.inference_mode(False), torch.enable_grad():
+                self.sampler = self._fit_or_restore(trainer, pl_module, step)
+            self.fitted_step = step
         pl_module.set_latent_sampler(self.sampler)
+
+    def _fit_or_restore(
+        self, trainer: L.Trainer, pl_module: AutoencoderModule, step: int
+    ) -> FittedSampler | None:
+        sampler = self.build(pl_module.latent_dim)
+        if sampler is None:
+            return None
+        restored = self._restored
+        if restored is not None and restored["step"] == step:
+            state = restored["state"]
+        else:
+            state = None
+            if trainer.is_global_zero:
+                sampler.to(pl_module.device)
+                sampler.fit(*self.training_codes(trainer, pl_module))
+                state = {k: v.cpu() for k, v in sampler.state_dict().items()}
+            state = trainer.strategy.broadcast(state, src=0)  # every rank calls this
+        sampler.load_state_dict(state)
+        return sampler.to(pl_module.device).eval()
 
     @torch.no_grad()
     def training_codes(

@@ -217,6 +217,7 @@ class SecondStage(FittedSampler):
                 data_shape=(dim,), latent_dim=dim, likelihood="gaussian_gamma", width=width, lr=lr
             )
 
+    @torch.enable_grad()
     def fit(self, mu: Tensor, logvar: Tensor | None = None) -> None:
         self._check_codes(mu, min_n=2)
         device = next(self.vae.parameters()).device
