@@ -28,7 +28,7 @@ from typing_extensions import override
 from latentzoo.datamodules import InMemoryDataModule
 from latentzoo.zoo import AutoencoderModule, get_model_class, list_models, load_plugins
 
-__all__ = ["COMMANDS", "LatentzooCLI", "main"]
+__all__ = ["COMMANDS", "LatentzooCLI", "main", "run"]
 
 RUNS_DIR = "runs"
 
@@ -46,7 +46,9 @@ class LatentzooCLI(LightningCLI):
 
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.data_shape", "model.init_args.data_shape", apply_on="instantiate")
+        parser.link_arguments(
+            "data.data_shape", "model.init_args.data_shape", apply_on="instantiate"
+        )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -101,23 +103,29 @@ def models_command(argv: Sequence[str]) -> None:
 COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {"models": models_command}
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of the ``latentzoo`` console script and ``python -m latentzoo``."""
+def run(argv: Sequence[str] | None = None) -> LatentzooCLI | None:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the CLI object if any."""
     args = sys.argv[1:] if argv is None else list(argv)
     load_plugins()  # before parsing, so plugin classes resolve by name
     if args and args[0] in COMMANDS:
         COMMANDS[args[0]](args[1:])
-        return
-    LatentzooCLI(
+        return None
+    return LatentzooCLI(
         AutoencoderModule,
         InMemoryDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         trainer_defaults=TRAINER_DEFAULTS,
         save_config_kwargs={"overwrite": True},
+        seed_everything_default=0,  # runs compare on the same initialisation unless told otherwise
         args=None if argv is None else args,
         auto_configure_optimizers=False,
     )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``latentzoo`` console script and ``python -m latentzoo``."""
+    run(argv)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ from latentzoo.datamodules.mnist import MNIST, FashionMNIST
 from latentzoo.datamodules.synthetic import Synthetic
 
 __all__ = [
-    "MNIST",
     "CIFAR10",
+    "MNIST",
     "CelebA",
     "FashionMNIST",
     "InMemoryDataModule",

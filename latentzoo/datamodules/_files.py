@@ -1,4 +1,4 @@
-"""File helpers shared by the datamodules: atomic downloads and extraction, clear missing-file errors.
+"""File helpers of the datamodules: atomic download and extraction, clear missing-file errors.
 
 Every write here goes to a temporary name in the destination's own folder and is moved into place
 with one ``os.replace`` (atomic on one file system). A download cut off by a network error or by
@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 
 __all__ = [
     "atomic_path",
-    "download_url",
     "download_from_mirrors",
+    "download_url",
     "dpkg_files",
     "extract_archive",
     "md5sum",
@@ -143,9 +143,7 @@ def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str
     """
     archive, dest = Path(archive), Path(dest)
     if dest.exists():
-        raise FileExistsError(
-            f"{dest} already exists; delete it to extract {archive.name} again"
-        )
+        raise FileExistsError(f"{dest} already exists; delete it to extract {archive.name} again")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
     try:
@@ -170,9 +168,7 @@ def _extract_into(archive: Path, folder: Path) -> None:
         else:
             raise ValueError(f"{archive} is neither a tar nor a zip archive")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
-        raise ValueError(
-            f"{archive} is damaged ({err}); delete it and download it again"
-        ) from err
+        raise ValueError(f"{archive} is damaged ({err}); delete it and download it again") from err
 
 
 def dpkg_files(package: str) -> list[Path]:

@@ -47,7 +47,7 @@ class TensorPairDataset(Dataset[tuple[Tensor, Tensor]]):
         return self.x[idx], self.y[idx]
 
 
-def _identity_collate(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+def _identity_collate(batch: Any) -> Any:
     """The batch is already stacked by ``__getitems__``; module level so workers can pickle it."""
     return batch
 

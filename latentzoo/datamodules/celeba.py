@@ -1,4 +1,4 @@
-"""CelebA aligned faces (Liu et al., 2015), center-cropped and resized as AE generative models use it.
+"""CelebA aligned faces (Liu et al., 2015), center-cropped and resized as AE models use them.
 
 Layout, as torchvision leaves it::
 

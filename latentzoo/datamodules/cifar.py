@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from typing_extensions import override
 
-from latentzoo.datamodules._files import download_url, extract_archive, require_file
+from latentzoo.datamodules._files import download_url, extract_archive, md5sum, require_file
 from latentzoo.datamodules.base import InMemoryDataModule
 
 __all__ = ["CIFAR10", "read_cifar_batch"]
@@ -117,6 +117,11 @@ class CIFAR10(InMemoryDataModule):
         archive = Path(self.data_dir) / Path(self.url).name
         if not archive.is_file():
             download_url(self.url, archive, self.tgz_md5)
+        elif md5sum(archive) != self.tgz_md5:
+            raise ValueError(
+                f"{archive} is not the CIFAR-10 release (MD5 {md5sum(archive)}, expected "
+                f"{self.tgz_md5}); delete it so that download=True fetches it again"
+            )
         extract_archive(archive, self.root)
 
     @override

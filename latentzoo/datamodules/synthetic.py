@@ -21,7 +21,9 @@ from latentzoo.datamodules.base import InMemoryDataModule
 __all__ = ["Synthetic", "random_mlp"]
 
 
-def random_mlp(latent_dim: int, data_dim: int, hidden: int, generator: torch.Generator) -> nn.Module:
+def random_mlp(
+    latent_dim: int, data_dim: int, hidden: int, generator: torch.Generator
+) -> nn.Module:
     """The fixed generator f: Linear-LeakyReLU-Linear-LeakyReLU-Linear, weights from ``generator``.
 
     Kaiming-normal weights for leaky ReLU keep the activations' scale from layer to layer, so no
@@ -80,7 +82,8 @@ class Synthetic(InMemoryDataModule):
         super().__init__(data_dir, batch_size, val_size, seed, num_workers, download)
         if latent_dim < 1 or data_dim < 1 or hidden < 1:
             raise ValueError(
-                f"latent_dim, data_dim and hidden must be >= 1, got {latent_dim}, {data_dim}, {hidden}"
+                f"latent_dim, data_dim and hidden must be >= 1, got "
+                f"{latent_dim}, {data_dim}, {hidden}"
             )
         if num_train < 1 or num_test < 1:
             raise ValueError(f"num_train and num_test must be >= 1, got {num_train}, {num_test}")

@@ -157,8 +157,15 @@ class AutoencoderModule(L.LightningModule):
             sync_dist=not on_step,
             batch_size=len(x),
         )
-        self.log(f"{stage}/loss", losses["loss"].detach(), prog_bar=True, on_step=on_step,
-                 on_epoch=not on_step, sync_dist=not on_step, batch_size=len(x))
+        self.log(
+            f"{stage}/loss",
+            losses["loss"].detach(),
+            prog_bar=True,
+            on_step=on_step,
+            on_epoch=not on_step,
+            sync_dist=not on_step,
+            batch_size=len(x),
+        )
         return losses["loss"]
 
     @override

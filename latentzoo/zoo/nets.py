@@ -10,6 +10,7 @@ These modules know nothing about losses or optimizers; the systems in ``zoo/`` o
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 from torch import Tensor, nn
@@ -50,11 +51,13 @@ def check_data_shape(data_shape: Sequence[int]) -> tuple[int, ...]:
     )
 
 
-def mlp(in_dim: int, out_dim: int, hidden: int, depth: int = 2, slope: float = 0.2) -> nn.Sequential:
+def mlp(
+    in_dim: int, out_dim: int, hidden: int, depth: int = 2, slope: float = 0.2
+) -> nn.Sequential:
     """``depth`` hidden layers of ``hidden`` units with LeakyReLU, then a linear output."""
     layers: list[nn.Module] = []
     dims = [in_dim] + [hidden] * depth
-    for a, b in zip(dims[:-1], dims[1:], strict=True):
+    for a, b in itertools.pairwise(dims):
         layers += [nn.Linear(a, b), nn.LeakyReLU(slope)]
     layers.append(nn.Linear(dims[-1], out_dim))
     return nn.Sequential(*layers)

@@ -72,12 +72,13 @@ def load_plugins() -> None:
         try:
             obj = ep.load()
         except Exception as err:  # a third party's import error must not take the CLI down
-            warnings.warn(f"latentzoo plugin {ep.name!r} ({ep.value}) failed to load: {err!r}",
-                          stacklevel=2)
+            warnings.warn(
+                f"latentzoo plugin {ep.name!r} ({ep.value}) failed to load: {err!r}", stacklevel=2
+            )
             continue
-        if isinstance(obj, type) and issubclass(obj, AutoencoderModule):
-            if obj not in _MODELS.values():
-                register_model(obj, name=ep.name)
+        is_model = isinstance(obj, type) and issubclass(obj, AutoencoderModule)
+        if is_model and obj not in _MODELS.values():
+            register_model(obj, name=ep.name)
 
 
 def list_models(pattern: str = "*") -> list[str]:

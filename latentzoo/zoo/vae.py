@@ -58,7 +58,7 @@ class VAE(AutoencoderModule):
         self.encoder = self.build_encoder(2 * latent_dim)  # mu and log sigma^2
         self.decoder = self.build_decoder(self.likelihood.out_channels)
 
-    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log-variance of q(z|x), each (B, latent_dim)."""
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar.clamp(-30.0, 20.0)  # keeps exp() finite early in training

@@ -1,0 +1,178 @@
+"""Training throughput on Fashion-MNIST: latentzoo's Trainer vs. a plain loop vs. torchvision data.
+
+Three ways to train the same VAE (same nets, data, batch size, optimizer) for a fixed number of
+steps, in one process, interleaved over several rounds so that a busy machine slows all of them
+alike:
+
+- ``latentzoo``: ``lightning.Trainer.fit`` on :class:`latentzoo.datamodules.FashionMNIST`
+  (uint8 tensors in memory, whole-batch indexing, float conversion after transfer).
+- ``plain``: a hand-written PyTorch loop over the same in-memory tensors.
+- ``torchvision``: the same hand-written loop fed by ``torchvision.datasets.FashionMNIST`` with
+  ``ToTensor`` through a ``DataLoader`` (one PIL image per sample, then a collate).
+
+It also times the two data paths alone (iterate, convert, no model). Prints images/s, the median
+over rounds, and the ratios. Needs Debian's ``dataset-fashion-mnist`` or the IDX files under
+``--data-dir``.
+
+    python benchmarks/throughput.py --steps 200 --rounds 3
+    python benchmarks/throughput.py --precision bf16-mixed
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+from torchvision import datasets, transforms
+
+from latentzoo.datamodules import FashionMNIST
+from latentzoo.zoo import VAE
+
+
+class StepTimer(L.Callback):
+    """Wall time from the end of the warm-up steps to the end of training."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.start, self.end = warmup, 0.0, 0.0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.warmup:
+            self.start = time.perf_counter()
+        self.end = time.perf_counter()
+
+
+def make_model(data: FashionMNIST, seed: int) -> VAE:
+    torch.manual_seed(seed)
+    return VAE(data_shape=data.data_shape, latent_dim=16, likelihood="bernoulli")
+
+
+def run_latentzoo(data: FashionMNIST, steps: int, warmup: int, precision: str) -> float:
+    timer = StepTimer(warmup)
+    trainer = L.Trainer(
+        max_steps=steps + warmup, accelerator="cpu", devices=1, precision=precision,  # type: ignore[arg-type]
+        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+        callbacks=[timer],
+    )  # fmt: skip
+    trainer.fit(make_model(data, 0), datamodule=data)
+    return steps * data.batch_size / (timer.end - timer.start)
+
+
+def train_loop(
+    model: VAE, batches: Iterator[torch.Tensor], steps: int, warmup: int, precision: str
+) -> float:
+    """The plain loop both hand-written variants share; returns images/s after warm-up."""
+    opt = torch.optim.Adam(model.parameters(), lr=model.lr)
+    model.train()
+    autocast = precision == "bf16-mixed"
+    start, n = 0.0, 0
+    for step in range(steps + warmup):
+        if step == warmup:
+            start = time.perf_counter()
+        x = next(batches)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = model.compute_losses(x)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        n += len(x) if step >= warmup else 0
+    return n / (time.perf_counter() - start)
+
+
+def forever(loader: Callable[[], Iterator[torch.Tensor]]) -> Iterator[torch.Tensor]:
+    while True:
+        yield from loader()
+
+
+def in_memory_batches(data: FashionMNIST) -> Iterator[torch.Tensor]:
+    def epoch() -> Iterator[torch.Tensor]:
+        for x, _ in data.train_dataloader():
+            yield x.float().div_(255.0)
+
+    return forever(epoch)
+
+
+def torchvision_batches(root: str, batch_size: int) -> Iterator[torch.Tensor]:
+    ds = datasets.FashionMNIST(root, train=True, transform=transforms.ToTensor(), download=False)
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True)
+    return forever(lambda: (x for x, _ in loader))
+
+
+def data_only(batches: Iterator[torch.Tensor], steps: int, batch_size: int) -> float:
+    next(batches)
+    start = time.perf_counter()
+    for _ in range(steps):
+        next(batches)
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def torchvision_root(data: FashionMNIST, tmp: str) -> str:
+    """torchvision wants the uncompressed IDX files under ``root/FashionMNIST/raw``."""
+    raw = Path(tmp) / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in data.md5s:
+        src = data.find(name)
+        if src is None:
+            raise FileNotFoundError(f"{name} not found; install dataset-fashion-mnist")
+        dst = raw / name.removesuffix(".gz")
+        opener = gzip.open if src.suffix == ".gz" else open
+        with opener(src, "rb") as f, open(dst, "wb") as out:
+            shutil.copyfileobj(f, out)
+    return tmp
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--steps", type=int, default=200, help="timed steps per measurement")
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    p.add_argument("--data-dir", default="data")
+    args = p.parse_args()
+
+    data = FashionMNIST(data_dir=args.data_dir, batch_size=args.batch_size)
+    data.setup("fit")
+    results: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = torchvision_root(data, tmp)
+        runs: dict[str, Callable[[], float]] = {
+            "latentzoo": lambda: run_latentzoo(data, args.steps, args.warmup, args.precision),
+            "plain": lambda: train_loop(make_model(data, 0), in_memory_batches(data),
+                                        args.steps, args.warmup, args.precision),
+            "torchvision": lambda: train_loop(make_model(data, 0),
+                                              torchvision_batches(root, args.batch_size),
+                                              args.steps, args.warmup, args.precision),
+            "data: latentzoo": lambda: data_only(in_memory_batches(data), 200, args.batch_size),
+            "data: torchvision": lambda: data_only(torchvision_batches(root, args.batch_size),
+                                                   200, args.batch_size),
+        }  # fmt: skip
+        for r in range(args.rounds):
+            for name, fn in runs.items():
+                results.setdefault(name, []).append(fn())
+                print(f"round {r + 1}/{args.rounds}  {name:<18} {results[name][-1]:>10,.0f} img/s",
+                      flush=True)  # fmt: skip
+
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print(f"\nVAE on Fashion-MNIST, batch {args.batch_size}, {args.steps} steps, "
+          f"precision {args.precision}, {torch.get_num_threads()} threads, "
+          f"median of {args.rounds} rounds")  # fmt: skip
+    for name, v in med.items():
+        print(f"  {name:<18} {v:>10,.0f} img/s")
+    print(f"  latentzoo / plain loop           {med['latentzoo'] / med['plain']:.3f}")
+    print(f"  latentzoo / torchvision loop     {med['latentzoo'] / med['torchvision']:.3f}")
+    print(f"  data path latentzoo / torchvision "
+          f"{med['data: latentzoo'] / med['data: torchvision']:.1f}x")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

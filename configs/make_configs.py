@@ -1,0 +1,77 @@
+"""Write configs/<model>_<data>.yaml with ``latentzoo fit --print_config``.
+
+Every config is the CLI's own full printout for one model and data set, so it runs as is and
+shows every setting. Edit the table below and run ``python configs/make_configs.py`` to
+regenerate; pass model names to write only theirs (``python configs/make_configs.py VAE``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import sys
+from pathlib import Path
+
+from latentzoo.cli import main
+
+HERE = Path(__file__).parent
+
+DATA = {
+    "synthetic": ("Synthetic", []),
+    "mnist": ("MNIST", ["--data.download", "true"]),
+    "fashion_mnist": ("FashionMNIST", ["--data.download", "true"]),
+    "cifar10": ("CIFAR10", ["--data.download", "true"]),
+    "celeba": ("CelebA", []),
+}
+
+# Per data set: the VAE family's decoder and latent size (binary-ish digits vs natural images).
+VAE_FAMILY = {
+    "mnist": ["--model.likelihood", "bernoulli", "--model.latent_dim", "16"],
+    "fashion_mnist": ["--model.likelihood", "bernoulli", "--model.latent_dim", "16"],
+    "cifar10": ["--model.latent_dim", "64", "--trainer.max_epochs", "50"],
+    "celeba": ["--model.latent_dim", "64", "--trainer.max_epochs", "20"],
+}
+
+# (model class, file stem) -> {data key: extra CLI arguments}
+TABLE: dict[tuple[str, str], dict[str, list[str]]] = {
+    ("VAE", "vae"): VAE_FAMILY,
+    ("BetaVAE", "beta_vae"): VAE_FAMILY,
+}
+
+QUICKSTART = [
+    "--model", "VAE", "--data", "Synthetic", "--model.latent_dim", "8",
+    "--trainer.max_epochs", "15", "--data.num_train", "10000", "--data.val_size", "2000",
+]  # fmt: skip
+
+
+def print_config(args: list[str]) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        main(["fit", *args, "--print_config"])
+    text = out.getvalue()
+    # The printout starts with the Lightning version line; keep the config only.
+    return re.sub(r"^# lightning.*\n", "", text)
+
+
+def write(stem: str, args: list[str]) -> None:
+    path = HERE / f"{stem}.yaml"
+    path.write_text(f"# latentzoo fit --config configs/{path.name}\n" + print_config(args))
+    print(f"wrote {path.relative_to(HERE.parent)}")
+
+
+def generate(only: set[str]) -> None:
+    if not only or "quickstart" in only:
+        write("quickstart", QUICKSTART)
+    for (model, stem), per_data in TABLE.items():
+        if only and model not in only:
+            continue
+        for key, (data_cls, data_args) in DATA.items():
+            write(
+                f"{stem}_{key}",
+                ["--model", model, "--data", data_cls, *data_args, *per_data.get(key, [])],
+            )
+
+
+if __name__ == "__main__":
+    generate(set(sys.argv[1:]))

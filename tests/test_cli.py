@@ -1,0 +1,80 @@
+"""The ``latentzoo`` command, through its installed entry point and as ``python -m``."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from latentzoo.cli import main, run
+from latentzoo.zoo import BetaVAE
+
+SMALL = ["--data.num_train", "400", "--data.val_size", "100", "--data.batch_size", "50"]
+
+
+def console_main():
+    (ep,) = entry_points(group="console_scripts", name="latentzoo")
+    return ep.load()
+
+
+def test_console_script_is_the_cli_main() -> None:
+    assert console_main() is main
+
+
+def test_fast_dev_run_through_the_entry_point(in_tmp: Path) -> None:
+    console_main()(["fit", "--model", "BetaVAE", *SMALL, "--trainer.fast_dev_run", "2"])
+    cli = run(["fit", "--model", "BetaVAE", *SMALL, "--data.data_dim", "24",
+               "--trainer.fast_dev_run", "2"])  # fmt: skip
+    assert cli is not None
+    assert isinstance(cli.model, BetaVAE)
+    assert cli.model.data_shape == (24,)  # linked from the datamodule
+    assert cli.trainer.global_step == 2
+
+
+def test_fit_saves_config_and_checkpoints_then_resumes_from_last(in_tmp: Path) -> None:
+    common = ["fit", "--model", "VAE", *SMALL, "--trainer.limit_val_batches", "1",
+              "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", "runs",
+              "--trainer.log_every_n_steps", "1"]  # fmt: skip
+    main([*common, "--trainer.max_epochs", "1"])  # 300 training samples / 50 = 6 steps
+    run = in_tmp / "runs" / "VAE-Synthetic"
+    config = yaml.safe_load((run / "version_0" / "config.yaml").read_text())
+    assert config["model"]["class_path"].endswith("VAE")
+    assert config["data"]["init_args"]["num_train"] == 400
+    ckpts = {p.name for p in (run / "checkpoints").iterdir()}
+    assert "last.ckpt" in ckpts and any(n.startswith("best-") for n in ckpts)
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6
+
+    main([*common, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert state["global_step"] == 12
+    with open(run / "version_1" / "metrics.csv") as f:
+        steps = [int(row["step"]) for row in csv.DictReader(f) if row.get("train/loss")]
+    assert steps and min(steps) >= 6  # the second run went on from step 6, not from 0
+
+
+def test_data_shape_is_linked_into_the_model(in_tmp: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["fit", "--data", "Synthetic", "--data.data_dim", "48", "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert "data_shape" not in printed["model"]["init_args"]  # linked, not a user setting
+
+
+def test_models_command_lists_the_zoo(capsys) -> None:
+    main(["models"])
+    out = capsys.readouterr().out
+    assert "VAE" in out and "latentzoo.zoo.beta_vae.BetaVAE" in out
+
+
+def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "latentzoo", "fit", "--model", "NoSuchModel"],
+        cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "NoSuchModel" in proc.stderr
