@@ -44,8 +44,9 @@ VAE_GAN = {
 
 def two_stage(latent: int, stage1: int, stage2: int) -> list[str]:
     """The 2-stage VAE stops itself after both stages; max_epochs must cover them."""
-    return ["--model.latent_dim", str(latent), "--model.stage1_epochs", str(stage1),
-            "--model.stage2_epochs", str(stage2), "--trainer.max_epochs", str(stage1 + stage2)]  # fmt: skip
+    epochs = {"stage1_epochs": stage1, "stage2_epochs": stage2, "latent_dim": latent}
+    args = [a for key, value in epochs.items() for a in (f"--model.{key}", str(value))]
+    return [*args, "--trainer.max_epochs", str(stage1 + stage2)]
 
 
 # Dai & Wipf train far longer (hundreds of epochs per stage); these fit a day on one GPU.

@@ -20,7 +20,7 @@ attached to a model with :meth:`AutoencoderModule.set_latent_sampler`, usually b
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -39,9 +39,15 @@ def adam_with_gamma(module: nn.Module, lr: float, gamma_lr: float) -> torch.opti
     thousands of steps to fall from 1 to the data's squared error; its own, larger rate lets it
     track the reconstruction error within the first epoch.
     """
-    gamma = [p for n, p in module.named_parameters() if n.endswith("likelihood.raw")]
-    rest = [p for n, p in module.named_parameters() if not n.endswith("likelihood.raw")]
-    return torch.optim.Adam([{"params": rest}, {"params": gamma, "lr": gamma_lr}], lr=lr)
+    gamma: list[Tensor] = []
+    rest: list[Tensor] = []
+    for name, p in module.named_parameters():
+        if name.endswith("likelihood.raw"):
+            gamma.append(p)
+        else:
+            rest.append(p)
+    groups: list[dict[str, Any]] = [{"params": rest}, {"params": gamma, "lr": gamma_lr}]
+    return torch.optim.Adam(groups, lr=lr)
 
 
 class FittedSampler(nn.Module):
