@@ -13,12 +13,16 @@ from latentzoo.zoo.registry import (
     load_plugins,
     register_model,
 )
+from latentzoo.zoo.two_stage_vae import TwoStageVAE
 from latentzoo.zoo.vae import VAE
+from latentzoo.zoo.vae_gan import VAEGAN
 
 __all__ = [
     "VAE",
+    "VAEGAN",
     "AutoencoderModule",
     "BetaVAE",
+    "TwoStageVAE",
     "create_model",
     "get_model_class",
     "list_models",

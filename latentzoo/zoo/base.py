@@ -8,12 +8,18 @@ A subclass builds its networks in ``__init__`` with :meth:`build_encoder` / :met
 (override those two to swap architectures) and returns its loss terms from
 :meth:`compute_losses`; the shared steps log each term under ``train/``, ``val/`` and ``test/``.
 Adversarial models turn ``automatic_optimization`` off and override ``training_step`` only.
+
+Where the latent codes of ``sample`` come from is pluggable: ``sample_latent`` draws from an
+attached :class:`CodeSampler` when one is set (:meth:`AutoencoderModule.set_latent_sampler`, e.g.
+a Gaussian mixture fitted to the training codes) and from the model's prior
+(:meth:`AutoencoderModule.sample_prior`) otherwise. Codes always go through ``decode``, so what a
+model does there (LMGAE's mask) applies to every sampler.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import lightning as L
 import torch
@@ -23,7 +29,13 @@ from typing_extensions import override
 from latentzoo.zoo import nets
 from latentzoo.zoo.likelihoods import Likelihood
 
-__all__ = ["AutoencoderModule"]
+__all__ = ["AutoencoderModule", "CodeSampler"]
+
+
+class CodeSampler(Protocol):
+    """Anything that draws latent codes: ``sample(n)`` -> (n, latent_dim)."""
+
+    def sample(self, n: int) -> Tensor: ...
 
 
 class AutoencoderModule(L.LightningModule):
@@ -90,8 +102,29 @@ class AutoencoderModule(L.LightningModule):
         return self.decode(self.encode(x))
 
     def sample_latent(self, n: int) -> Tensor:
+        """n latent codes for ``sample``: from the attached sampler if any, else the prior."""
+        sampler = self.latent_sampler
+        if sampler is not None:
+            return sampler.sample(n).to(self.device)
+        return self.sample_prior(n)
+
+    def sample_prior(self, n: int) -> Tensor:
         """n draws from the prior p(z) = N(0, I); models with another prior override this."""
         return torch.randn(n, self.latent_dim, device=self.device)
+
+    @property
+    def latent_sampler(self) -> CodeSampler | None:
+        """The sampler ``sample_latent`` defers to, or None for the prior."""
+        return self.__dict__.get("_latent_sampler")
+
+    def set_latent_sampler(self, sampler: CodeSampler | None) -> None:
+        """Draw ``sample``'s codes from ``sampler`` (None: back to the prior).
+
+        The sampler is kept out of the module tree, so the model's ``state_dict`` and loading a
+        checkpoint by class are unchanged; :class:`latentzoo.callbacks.LatentSampler` fits one
+        and keeps it in its own checkpoint state.
+        """
+        self.__dict__["_latent_sampler"] = sampler
 
     def sample(self, n: int) -> Tensor:
         """n new data points, (n, *data_shape); gradients flow, callers choose ``no_grad``."""

@@ -1,0 +1,183 @@
+"""``LatentSampler``: choose where a trained model's samples come from, without retraining it.
+
+Attaches a latent sampler (:mod:`latentzoo.zoo.samplers`) to the model, so that ``sample(n)``
+decodes codes drawn from it instead of from the prior; every callback that calls ``sample`` (FID,
+sample grids) then measures that sampler. Kinds:
+
+- ``prior``: the model's own prior (N(0, I); the second stage for :class:`TwoStageVAE`).
+- ``normal``: N(0, I) whatever the model's prior, the baseline for comparisons.
+- ``gmm``: Ghosh et al. 2020's ex-post density estimation, a Gaussian mixture fitted by EM to the
+  posterior means of the training set.
+- ``two_stage``: Dai & Wipf 2019's second-stage VAE, trained on the training codes.
+
+The sampler is fitted after ``fit`` ends and at the start of ``validate``/``test``/``predict``
+(from the command line: ``latentzoo test --ckpt_path ... --trainer.callbacks+=LatentSampler
+--trainer.callbacks.kind=gmm``), once per trained state: it is refitted only when the model's
+``global_step`` differs from the one it was fitted at. Its fitted state is part of the callback's
+checkpoint state, so a checkpoint saved after fitting restores it without refitting.
+
+Under DDP the sampler is fitted on rank 0, on the whole training set (not rank 0's shard), and
+its state is broadcast to the other ranks, so every rank samples from the same density.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
+from torch import Tensor
+from tqdm.auto import tqdm
+from typing_extensions import override
+
+from latentzoo.zoo.base import AutoencoderModule
+from latentzoo.zoo.samplers import FittedSampler, GaussianMixture, SecondStage, StandardNormal
+
+__all__ = ["LatentSampler", "SamplerKind"]
+
+SamplerKind = Literal["prior", "normal", "gmm", "two_stage"]
+
+
+class LatentSampler(Callback):
+    """Fit a latent density to the training codes and make the model's ``sample`` use it.
+
+    Args:
+        kind: Which sampler; see the module's docstring.
+        n_components: Mixture components for ``gmm`` (10 in Ghosh et al.).
+        covariance: ``full`` or ``diag`` covariances for ``gmm``.
+        stage2_epochs: Training epochs of the ``two_stage`` sampler over the codes.
+        stage2_width: Width of the ``two_stage`` sampler's MLPs.
+        max_codes: Most training samples encoded for fitting.
+        seed: Seed of the sampler's initialisation.
+    """
+
+    def __init__(
+        self,
+        kind: SamplerKind = "gmm",
+        n_components: int = 10,
+        covariance: Literal["full", "diag"] = "full",
+        stage2_epochs: int = 20,
+        stage2_width: int = 64,
+        max_codes: int = 60_000,
+        seed: int = 0,
+    ) -> None:
+        if kind not in ("prior", "normal", "gmm", "two_stage"):
+            raise ValueError(f"kind must be prior, normal, gmm or two_stage, got {kind!r}")
+        if max_codes < max(2, n_components):
+            raise ValueError(f"max_codes={max_codes} is too few codes to fit a sampler to")
+        self.kind = kind
+        self.n_components, self.covariance = n_components, covariance
+        self.stage2_epochs, self.stage2_width = stage2_epochs, stage2_width
+        self.max_codes, self.seed = max_codes, seed
+        self.sampler: FittedSampler | None = None
+        self.fitted_step: int | None = None
+        self._restored: dict[str, Any] | None = None
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return f"LatentSampler[{self.kind}]"
+
+    def build(self, latent_dim: int) -> FittedSampler | None:
+        """An unfitted sampler of this kind for codes of ``latent_dim``; None for ``prior``."""
+        if self.kind == "gmm":
+            return GaussianMixture(latent_dim, self.n_components, self.covariance, seed=self.seed)
+        if self.kind == "two_stage":
+            return SecondStage(latent_dim, self.stage2_width, self.stage2_epochs, seed=self.seed)
+        return StandardNormal(latent_dim) if self.kind == "normal" else None
+
+    # -- hooks --------------------------------------------------------------------------------
+    @override
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.attach(trainer, pl_module)
+
+    @override
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.VALIDATING:  # not the validation loops inside fit
+            self.attach(trainer, pl_module)
+
+    @override
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.attach(trainer, pl_module)
+
+    @override
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.attach(trainer, pl_module)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        if self.sampler is None:
+            return {}
+        return {"kind": self.kind, "step": self.fitted_step, "state": self.sampler.state_dict()}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("kind") == self.kind:
+            self._restored = state_dict
+
+    # -- fitting ------------------------------------------------------------------------------
+    def attach(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Fit (or restore) the sampler for the model's current state and attach it."""
+        if not isinstance(pl_module, AutoencoderModule):
+            raise TypeError(
+                f"LatentSampler needs a latentzoo model, got {type(pl_module).__name__}"
+            )
+        step = trainer.global_step
+        if self.sampler is None or self.fitted_step != step:
+            # validate/test/predict run under inference mode, where nothing could be trained.
+            with torch.inference_mode(False), torch.enable_grad():
+                self.sampler = self._fit_or_restore(trainer, pl_module, step)
+            self.fitted_step = step
+        pl_module.set_latent_sampler(self.sampler)
+
+    def _fit_or_restore(
+        self, trainer: L.Trainer, pl_module: AutoencoderModule, step: int
+    ) -> FittedSampler | None:
+        sampler = self.build(pl_module.latent_dim)
+        if sampler is None:
+            return None
+        restored = self._restored
+        if restored is not None and restored["step"] == step:
+            state = restored["state"]
+        else:
+            state = None
+            if trainer.is_global_zero:
+                sampler.to(pl_module.device)
+                sampler.fit(*self.training_codes(trainer, pl_module))
+                state = {k: v.cpu() for k, v in sampler.state_dict().items()}
+            state = trainer.strategy.broadcast(state, src=0)  # every rank calls this
+        sampler.load_state_dict(state)
+        return sampler.to(pl_module.device).eval()
+
+    @torch.no_grad()
+    def training_codes(
+        self, trainer: L.Trainer, pl_module: AutoencoderModule
+    ) -> tuple[Tensor, Tensor | None]:
+        """Posterior means (N, latent_dim) and log-variances (or None) of the training set."""
+        dm = getattr(trainer, "datamodule", None)
+        if dm is None:
+            raise RuntimeError(
+                "LatentSampler fits its sampler to the training set, so the trainer needs a "
+                "datamodule: pass datamodule=... to fit/validate/test/predict"
+            )
+        if getattr(dm, "train_set", None) is None:
+            dm.setup("fit")  # ``test`` sets up the test split only
+        was_training = pl_module.training
+        pl_module.eval()
+        mus: list[Tensor] = []
+        logvars: list[Tensor] = []
+        n = 0
+        for batch in tqdm(dm.train_dataloader(), desc="encoding for the sampler", leave=False):
+            batch = dm.transfer_batch_to_device(batch, pl_module.device, 0)
+            mu, logvar = pl_module.posterior(dm.on_after_batch_transfer(batch, 0)[0])
+            mus.append(mu)
+            if logvar is not None:
+                logvars.append(logvar)
+            n += len(mu)
+            if n >= self.max_codes:
+                break
+        pl_module.train(was_training)
+        mu_all = torch.cat(mus)[: self.max_codes]
+        return mu_all, torch.cat(logvars)[: self.max_codes] if logvars else None

@@ -1,0 +1,246 @@
+"""Latent samplers: densities fitted to a trained model's codes, for ``sample`` to draw from.
+
+A model trained with prior p(z) = N(0, I) rarely has an aggregated posterior q(z) = E_x q(z|x)
+that matches it; decoding prior draws that fall where no training code lies ("holes") gives poor
+samples. Two remedies fit a density to the codes after (or beside) training and sample from it:
+
+- Ghosh et al. 2020, "From variational to deterministic autoencoders", sec. 4 ("ex-post density
+  estimation"): a Gaussian mixture with 10 full-covariance components fitted by EM to the codes
+  of the training set, :class:`GaussianMixture`.
+- Dai & Wipf 2019, "Diagnosing and enhancing VAE models", sec. 4: a second, small VAE with a
+  learned decoder variance gamma trained on the codes u ~ q(u|x); sampling goes
+  z ~ N(0, I) -> second decoder -> u, :class:`SecondStage`.
+
+Each sampler is an ``nn.Module`` whose buffers/parameters hold its fitted state (so it is saved
+and restored with ``state_dict``), sized at construction from the code dimension. They are
+attached to a model with :meth:`AutoencoderModule.set_latent_sampler`, usually by the callback
+:class:`latentzoo.callbacks.LatentSampler`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from latentzoo.zoo.vae import VAE
+
+__all__ = ["FittedSampler", "GaussianMixture", "SecondStage", "StandardNormal", "adam_with_gamma"]
+
+
+def adam_with_gamma(module: nn.Module, lr: float, gamma_lr: float) -> torch.optim.Adam:
+    """Adam over ``module``'s parameters, with ``gamma_lr`` for learned variances gamma.
+
+    gamma is one number on a log-like scale (softplus(raw) ~ exp(raw) for small gamma) and Adam
+    moves a parameter by about its learning rate per step, so at a net's lr of 1e-3 gamma needs
+    thousands of steps to fall from 1 to the data's squared error; its own, larger rate lets it
+    track the reconstruction error within the first epoch.
+    """
+    gamma: list[Tensor] = []
+    rest: list[Tensor] = []
+    for name, p in module.named_parameters():
+        if name.endswith("likelihood.raw"):
+            gamma.append(p)
+        else:
+            rest.append(p)
+    groups: list[dict[str, Any]] = [{"params": rest}, {"params": gamma, "lr": gamma_lr}]
+    return torch.optim.Adam(groups, lr=lr)
+
+
+class FittedSampler(nn.Module):
+    """Base: ``fit`` on training codes, then ``sample(n)`` -> (n, dim) codes."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        if dim < 1:
+            raise ValueError(f"code dimension must be >= 1, got {dim}")
+        self.dim = dim
+
+    def fit(self, mu: Tensor, logvar: Tensor | None = None) -> None:
+        """Fit to posterior means ``mu`` (N, dim) and, for stochastic encoders, log-variances."""
+        raise NotImplementedError
+
+    def sample(self, n: int) -> Tensor:
+        raise NotImplementedError
+
+    def _check_codes(self, mu: Tensor, min_n: int) -> None:
+        if mu.ndim != 2 or mu.shape[1] != self.dim or len(mu) < min_n:
+            raise ValueError(
+                f"{type(self).__name__} needs (N >= {min_n}, {self.dim}) codes to fit, got shape "
+                f"{tuple(mu.shape)}; encode more training data"
+            )
+
+
+class StandardNormal(FittedSampler):
+    """N(0, I) whatever the model's own prior: the baseline the fitted samplers are measured by."""
+
+    def fit(self, mu: Tensor, logvar: Tensor | None = None) -> None:
+        """Nothing to fit."""
+
+    def sample(self, n: int) -> Tensor:
+        return torch.randn(n, self.dim)
+
+
+class GaussianMixture(FittedSampler):
+    """A K-component Gaussian mixture fitted by EM (Dempster et al. 1977) in float64.
+
+    Initialised with a few k-means (Lloyd) iterations from K distinct random codes, then EM runs
+    until the mean log-likelihood gains less than ``tol`` nats. ``reg`` is added to every
+    variance so a component sitting on a collapsed (constant) latent dimension stays positive
+    definite; fitted posterior *means* are used (for a VAE the aggregate posterior is wider by
+    the posterior variances; Ghosh et al. fit the codes of deterministic encoders).
+
+    Args:
+        dim: Code dimension.
+        n_components: K (10 in Ghosh et al.).
+        covariance: ``full`` (Ghosh et al.) or ``diag`` (cheaper, K * dim numbers).
+        max_iter: Most EM iterations.
+        tol: Stop when the mean log-likelihood improves by less than this.
+        reg: Added to the diagonal of every covariance.
+        seed: Seed of the initialisation.
+    """
+
+    weights: Tensor  # (K,) mixing proportions
+    means: Tensor  # (K, D)
+    scale_tril: Tensor  # (K, D, D) Cholesky factors of the covariances
+
+    def __init__(
+        self,
+        dim: int,
+        n_components: int = 10,
+        covariance: Literal["full", "diag"] = "full",
+        max_iter: int = 200,
+        tol: float = 1e-5,
+        reg: float = 1e-6,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(dim)
+        if n_components < 1:
+            raise ValueError(f"n_components must be >= 1, got {n_components}")
+        if covariance not in ("full", "diag"):
+            raise ValueError(f"covariance must be 'full' or 'diag', got {covariance!r}")
+        self.n_components, self.covariance = n_components, covariance
+        self.max_iter, self.tol, self.reg, self.seed = max_iter, tol, reg, seed
+        k, d = n_components, dim
+        self.register_buffer("weights", torch.full((k,), 1.0 / k, dtype=torch.float64))
+        self.register_buffer("means", torch.zeros(k, d, dtype=torch.float64))
+        # Diagonal factors for ``diag``: one code path samples and scores both.
+        self.register_buffer("scale_tril", torch.eye(d, dtype=torch.float64).repeat(k, 1, 1))
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """log q(z) under the mixture, (N,)."""
+        return torch.logsumexp(self._log_joint(z.to(torch.float64)), dim=1)
+
+    def _log_joint(self, z: Tensor) -> Tensor:
+        """log pi_k + log N(z | mu_k, Sigma_k), (N, K)."""
+        diff = (z[:, None, :] - self.means[None]).unsqueeze(-1)  # (N, K, D, 1)
+        tril = self.scale_tril.expand(len(z), -1, -1, -1)
+        white = torch.linalg.solve_triangular(tril, diff, upper=False).squeeze(-1)  # (N, K, D)
+        log_det = self.scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (K,) half log|S|
+        log_n = -0.5 * white.pow(2).sum(-1) - log_det - 0.5 * self.dim * math.log(2 * math.pi)
+        return log_n + self.weights.log()
+
+    @torch.no_grad()
+    def fit(self, mu: Tensor, logvar: Tensor | None = None) -> None:
+        k = self.n_components
+        self._check_codes(mu, min_n=k)
+        z = mu.detach().to(self.means.device, torch.float64)  # (N, D)
+        gen = torch.Generator().manual_seed(self.seed)
+        centres = z[torch.randperm(len(z), generator=gen)[:k].to(z.device)]
+        for _ in range(10):  # k-means initialisation
+            assign = torch.cdist(z, centres).argmin(1)
+            resp = nn.functional.one_hot(assign, k).to(z.dtype)
+            centres = (resp.T @ z) / resp.sum(0).clamp_min(1)[:, None]
+        self._m_step(z, resp)
+        previous = -math.inf
+        for _ in range(self.max_iter):
+            log_joint = self._log_joint(z)  # E step
+            ll = torch.logsumexp(log_joint, 1)
+            self._m_step(z, (log_joint - ll[:, None]).exp())
+            mean_ll = float(ll.mean())
+            if mean_ll - previous < self.tol:
+                break
+            previous = mean_ll
+
+    def _m_step(self, z: Tensor, resp: Tensor) -> None:
+        nk = resp.sum(0) + 1e-10  # (K,); empty components keep a finite mean
+        self.weights.copy_(nk / nk.sum())
+        self.means.copy_((resp.T @ z) / nk[:, None])
+        diff = z[:, None, :] - self.means[None]  # (N, K, D)
+        eye = torch.eye(self.dim, dtype=z.dtype, device=z.device)
+        if self.covariance == "full":
+            cov = torch.einsum("nk,nki,nkj->kij", resp, diff, diff) / nk[:, None, None]
+            self.scale_tril.copy_(torch.linalg.cholesky(cov + self.reg * eye))
+        else:
+            var = torch.einsum("nk,nki->ki", resp, diff.pow(2)) / nk[:, None]
+            self.scale_tril.copy_(torch.diag_embed((var + self.reg).sqrt()))
+
+    @torch.no_grad()
+    def sample(self, n: int) -> Tensor:
+        comp = torch.multinomial(self.weights, n, replacement=True)  # (n,)
+        eps = torch.randn(n, self.dim, 1, dtype=torch.float64, device=self.means.device)
+        return (self.means[comp] + (self.scale_tril[comp] @ eps).squeeze(-1)).float()
+
+
+class SecondStage(FittedSampler):
+    """Dai & Wipf's second stage: a small :class:`VAE` with learned gamma on the codes.
+
+    ``fit`` trains it with Adam for ``epochs`` passes over the codes; a code of a stochastic
+    encoder is redrawn u = mu + sigma * eps at every pass, as the paper trains on u ~ q(u|x).
+
+    Args:
+        dim: Code dimension (the second stage's data dimension and, as in the paper, its
+            latent dimension).
+        width: Width of its MLPs (``4 * width`` units per hidden layer).
+        epochs: Passes over the codes.
+        lr: Adam's learning rate.
+        gamma_lr: Adam's learning rate for gamma (see :func:`adam_with_gamma`).
+        batch_size: Codes per step.
+        seed: Seed of the initialisation and the shuffling.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        width: int = 64,
+        epochs: int = 20,
+        lr: float = 1e-3,
+        gamma_lr: float = 1e-2,
+        batch_size: int = 128,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(dim)
+        if epochs < 1 or batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
+        self.epochs, self.lr, self.gamma_lr = epochs, lr, gamma_lr
+        self.batch_size, self.seed = batch_size, seed
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.vae = VAE(
+                data_shape=(dim,), latent_dim=dim, likelihood="gaussian_gamma", width=width, lr=lr
+            )
+
+    @torch.enable_grad()
+    def fit(self, mu: Tensor, logvar: Tensor | None = None) -> None:
+        self._check_codes(mu, min_n=2)
+        device = next(self.vae.parameters()).device
+        mu = mu.detach().to(device)
+        std = None if logvar is None else torch.exp(0.5 * logvar.detach().to(device))
+        opt = adam_with_gamma(self.vae, self.lr, self.gamma_lr)
+        gen = torch.Generator().manual_seed(self.seed)
+        self.vae.train()
+        for _ in tqdm(range(self.epochs), desc="second stage", leave=False):
+            for idx in torch.randperm(len(mu), generator=gen).split(self.batch_size):
+                u = mu[idx] if std is None else mu[idx] + std[idx] * torch.randn_like(mu[idx])
+                loss = self.vae.compute_losses(u)["loss"]
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        self.vae.eval()
+
+    @torch.no_grad()
+    def sample(self, n: int) -> Tensor:
+        return self.vae.sample(n)

@@ -1,0 +1,190 @@
+"""VAE-GAN (Larsen et al. 2016, "Autoencoding beyond pixels using a learned similarity metric").
+
+A VAE whose reconstruction error is measured in the l-th hidden layer Dis_l of a GAN
+discriminator instead of in pixels (sec. 2.2, eq. (6)-(7)):
+
+    L_llike = -E_q[log N(Dis_l(x) | Dis_l(x~), I)] = 1/2 ||Dis_l(x) - Dis_l(x~)||^2 + const,
+    L_prior = KL(q(z|x) || N(0, I)),
+    L_GAN   = log Dis(x) + log(1 - Dis(x~)) + log(1 - Dis(x_p)),      (eq. (9) terms)
+
+with x~ = Dec(z), z ~ q(z|x) the reconstruction, and x_p = Dec(z_p), z_p ~ N(0, I) a prior
+sample. Algorithm 1 updates each network on its own objective, all from one forward pass:
+
+    theta_Enc <- -grad (L_prior + L_llike)
+    theta_Dec <- -grad (gamma * L_llike - L_GAN)
+    theta_Dis <- -grad (-L_GAN)    (the discriminator maximises L_GAN)
+
+gamma weighs content (L_llike) against style (L_GAN) in the decoder's update (sec. 2.3); the
+paper gives no number, so 1e-2 here is a starting point to tune. The decoder's GAN term is the
+usual non-saturating -log Dis(.) form, and Dis gets no gradient from L_llike (sec. 2.3). The
+default optimizer is RMSProp with lr 3e-4, as in the paper's experiments.
+
+A discriminator that wins outright (its loss near 0) gives the decoder no usable gradient and the
+samples turn to noise; :class:`VAEGAN` counts the consecutive steps with discriminator loss below
+``dis_win_loss``, logs ``train/dis_collapsed`` = 1 once the count reaches ``dis_win_steps`` and
+warns once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor, nn
+from typing_extensions import override
+
+from latentzoo.zoo import nets
+from latentzoo.zoo.likelihoods import LikelihoodName
+from latentzoo.zoo.registry import register_model
+from latentzoo.zoo.vae import VAE, kl_standard_normal
+
+__all__ = ["VAEGAN"]
+
+
+@register_model
+class VAEGAN(VAE):
+    """VAE with a discriminator-feature reconstruction loss and GAN terms.
+
+    The decoder's output is squashed by a sigmoid for images (data in [0, 1]) and left as is for
+    flat vectors; there is no pixel likelihood, the one reconstruction term is L_llike.
+
+    Args:
+        data_shape: See :class:`AutoencoderModule`.
+        latent_dim: See :class:`AutoencoderModule`.
+        gamma: Weight of L_llike against the GAN term in the decoder's update.
+        dis_win_loss: Discriminator loss (sum of three BCEs) below which it counts as winning.
+        dis_win_steps: Consecutive winning steps after which ``train/dis_collapsed`` turns 1.
+        width: See :class:`AutoencoderModule`; the discriminator has the encoder's shape.
+        lr: RMSProp's learning rate for all three networks.
+    """
+
+    dis_win_streak: Tensor  # consecutive steps the discriminator has won, a long scalar
+
+    def __init__(
+        self,
+        data_shape: Sequence[int] = (1, 28, 28),
+        latent_dim: int = 16,
+        gamma: float = 1e-2,
+        dis_win_loss: float = 1e-3,
+        dis_win_steps: int = 200,
+        width: int = 32,
+        lr: float = 3e-4,
+    ) -> None:
+        output: LikelihoodName = (
+            "bernoulli" if len(data_shape) == 3 else "gaussian_fixed"
+        )  # sigmoid / identity
+        super().__init__(data_shape, latent_dim, output, 1.0, width, lr)
+        if gamma < 0 or dis_win_loss <= 0 or dis_win_steps < 1:
+            raise ValueError(
+                f"need gamma >= 0, dis_win_loss > 0 and dis_win_steps >= 1, got {gamma}, "
+                f"{dis_win_loss}, {dis_win_steps}"
+            )
+        self.gamma = gamma
+        self.dis_win_loss = dis_win_loss
+        self.dis_win_steps = dis_win_steps
+        self.discriminator = self.build_encoder(1)
+        self.register_buffer("dis_win_streak", torch.zeros((), dtype=torch.long))
+        self._warned_collapse = False
+        self.automatic_optimization = False
+
+    def discriminate(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Dis_l(x), (B, F), the last hidden layer, and Dis's logit, (B,)."""
+        d = self.discriminator
+        trunk: nn.Module
+        head: nn.Module
+        if isinstance(d, nets.ConvEncoder):
+            trunk, head = d.features, d.head
+        else:  # the MLP of flat data: everything but the last linear layer is the trunk
+            assert isinstance(d, nn.Sequential)
+            trunk, head = d[:-1], d[-1]
+        h = trunk(x)
+        return h, head(h).squeeze(1)
+
+    def terms(self, x: Tensor) -> dict[str, Tensor]:
+        """Every term of Algorithm 1 from one forward pass, averaged over the batch."""
+        mu, logvar = self.posterior(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # (B, latent_dim)
+        x_rec = self.decode(z)
+        x_p = self.decode(torch.randn_like(z))  # the GAN term uses prior draws, not a sampler
+        feats, logits = self.discriminate(torch.cat([x, x_rec, x_p]))  # one batch-norm batch
+        f_x, f_rec, _ = feats.chunk(3)
+        l_x, l_rec, l_p = logits.chunk(3)
+        kl = kl_standard_normal(mu, logvar).mean()
+        llike = 0.5 * (f_x - f_rec).pow(2).sum(1).mean()
+        dis = _bce(l_x, 1.0) + _bce(l_rec, 0.0) + _bce(l_p, 0.0)
+        gen = _bce(l_rec, 1.0) + _bce(l_p, 1.0)  # non-saturating form of -L_GAN
+        recon = (x_rec - x).pow(2).flatten(1).sum(1).mean()  # pixels, monitored only
+        return {
+            "kl": kl,
+            "llike": llike,
+            "gen": gen,
+            "dis": dis,
+            "recon": recon,
+            "enc": kl + llike,
+            "dec": self.gamma * llike + gen,
+        }
+
+    @override
+    def compute_losses(self, x: Tensor) -> dict[str, Tensor]:
+        """``loss`` = L_prior + L_llike + generator term (eq. (9) from the generator's side)."""
+        t = self.terms(x)
+        return {
+            "loss": t["kl"] + t["llike"] + t["gen"],
+            **{k: t[k] for k in ("kl", "llike", "gen", "dis", "recon")},
+        }
+
+    def parameter_groups(self) -> tuple[list[nn.Parameter], ...]:
+        """Encoder, decoder (with the likelihood, if it has parameters) and discriminator."""
+        dec = [*self.decoder.parameters(), *self.likelihood.parameters()]
+        return list(self.encoder.parameters()), dec, list(self.discriminator.parameters())
+
+    @override
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x = batch[0]
+        self.check_batch(x)
+        opts = self.optimizers()
+        t = self.terms(x)
+        for opt in opts:  # type: ignore[union-attr]
+            opt.zero_grad()
+        # Algorithm 1's simultaneous update: each objective's gradient goes to its own network
+        # only (``inputs=``), all taken at the same parameters, then the three steps.
+        groups = self.parameter_groups()
+        for loss, params, last in zip(
+            (t["enc"], t["dec"], t["dis"]), groups, (0, 0, 1), strict=True
+        ):
+            self.manual_backward(loss, inputs=params, retain_graph=not last)
+        for opt in opts:  # type: ignore[union-attr]
+            opt.step()
+        self._watch_discriminator(t["dis"].detach())
+        logged = {k: v.detach() for k, v in t.items() if k not in ("enc", "dec")}
+        self.log_dict({f"train/{k}": v for k, v in logged.items()}, batch_size=len(x))
+        loss = t["kl"] + t["llike"] + t["gen"]
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(x))
+        return loss
+
+    def _watch_discriminator(self, dis: Tensor) -> None:
+        won = dis < self.dis_win_loss
+        self.dis_win_streak.copy_(torch.where(won, self.dis_win_streak + 1, 0))
+        collapsed = (self.dis_win_streak >= self.dis_win_steps).float()
+        self.log("train/dis_win_streak", self.dis_win_streak.float())
+        self.log("train/dis_collapsed", collapsed, prog_bar=True)
+        # Reading the flag costs a device sync, so only as often as the logger writes.
+        every = getattr(self._trainer, "log_every_n_steps", 1)
+        if not self._warned_collapse and self.global_step % every == 0 and bool(collapsed):
+            self._warned_collapse = True
+            rank_zero_warn(
+                f"VAEGAN's discriminator loss has stayed below {self.dis_win_loss} for "
+                f"{self.dis_win_steps} steps: it wins outright and the decoder gets no gradient "
+                f"from it. Lower lr, raise gamma, or shrink the discriminator's width."
+            )
+
+    @override
+    def configure_optimizers(self) -> Any:
+        return [torch.optim.RMSprop(p, lr=self.lr) for p in self.parameter_groups()]
+
+
+def _bce(logits: Tensor, target: float) -> Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))

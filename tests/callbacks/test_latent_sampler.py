@@ -1,0 +1,80 @@
+"""LatentSampler: attaches after fit and at test time, through ``decode``, and checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers_issue4 import TinyImages, trainer
+
+from latentzoo.callbacks import LatentSampler
+from latentzoo.zoo import VAE, TwoStageVAE
+from latentzoo.zoo.samplers import GaussianMixture, SecondStage, StandardNormal
+
+
+def fitted_vae() -> tuple[VAE, TinyImages]:
+    model, dm = VAE(latent_dim=3, width=8), TinyImages()
+    trainer(max_epochs=1, limit_train_batches=2).fit(model, dm)
+    return model, dm
+
+
+def test_gmm_is_fitted_on_training_codes_after_fit_and_used_by_sample() -> None:
+    model, dm = VAE(latent_dim=3, width=8), TinyImages()
+    cb = LatentSampler(kind="gmm", n_components=2)
+    trainer(max_epochs=1, limit_train_batches=2, callbacks=[cb]).fit(model, dm)
+    sampler = model.latent_sampler
+    assert isinstance(sampler, GaussianMixture)
+    codes = model.eval().encode(dm.on_after_batch_transfer(dm.train_set[:], 0)[0]).detach()
+    mean_gap = (sampler.means.T @ sampler.weights).float() - codes.mean(0)
+    assert mean_gap.abs().max() < 1e-3  # the mixture's mean is the codes' mean (EM's M step)
+    decoded = []
+    model.decode = lambda z: decoded.append(z) or z  # type: ignore[method-assign]
+    torch.manual_seed(5)
+    model.sample(4)
+    torch.manual_seed(5)
+    assert torch.equal(decoded[0], sampler.sample(4))  # sample = decode(sampler draws)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("prior", type(None)), ("normal", StandardNormal), ("two_stage", SecondStage)],
+)
+def test_kind_is_chosen_at_test_time_from_a_checkpoint(tmp_path, kind, expected) -> None:
+    model, dm = fitted_vae()
+    ckpt = tmp_path / "m.ckpt"
+    t = trainer(max_epochs=1)
+    t.strategy.connect(model)
+    t.save_checkpoint(ckpt)
+    cb = LatentSampler(kind=kind, stage2_epochs=1)
+    trainer(callbacks=[cb], limit_test_batches=1).test(model, dm, ckpt_path=ckpt)
+    assert type(model.latent_sampler) is expected
+
+
+def test_fitted_state_is_restored_from_a_checkpoint_without_refitting(tmp_path) -> None:
+    model, dm = fitted_vae()
+    cb = LatentSampler(kind="gmm", n_components=2)
+    t = trainer(callbacks=[cb], limit_test_batches=1)
+    t.test(model, dm)
+    t.save_checkpoint(tmp_path / "with_gmm.ckpt")
+    restored = LatentSampler(kind="gmm", n_components=2)
+    restored.training_codes = None  # type: ignore[assignment, method-assign]  # must not be called
+    fresh = VAE(latent_dim=3, width=8)
+    trainer(callbacks=[restored], limit_test_batches=1).test(
+        fresh, dm, ckpt_path=tmp_path / "with_gmm.ckpt"
+    )
+    assert isinstance(fresh.latent_sampler, GaussianMixture)
+    assert torch.equal(fresh.latent_sampler.means, cb.sampler.means)  # type: ignore[union-attr]
+
+
+def test_normal_kind_bypasses_a_two_stage_models_own_prior() -> None:
+    model = TwoStageVAE(latent_dim=3, width=8, stage2_width=8, stage1_epochs=1, stage2_epochs=1)
+    cb = LatentSampler(kind="normal")
+    trainer(max_epochs=2, limit_train_batches=1, callbacks=[cb]).fit(model, TinyImages())
+    torch.manual_seed(2)
+    z = model.sample_latent(4)
+    torch.manual_seed(2)
+    assert torch.equal(z, torch.randn(4, 3))
+
+
+def test_bad_arguments_raise() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        LatentSampler(kind="flow")  # type: ignore[arg-type]
