@@ -6,6 +6,7 @@ Importing this package registers every built-in model; plugins are loaded on fir
 
 from latentzoo.zoo.base import AutoencoderModule
 from latentzoo.zoo.beta_vae import BetaVAE
+from latentzoo.zoo.lmgae import LMGAE
 from latentzoo.zoo.registry import (
     create_model,
     get_model_class,
@@ -14,9 +15,12 @@ from latentzoo.zoo.registry import (
     register_model,
 )
 from latentzoo.zoo.vae import VAE
+from latentzoo.zoo.wae_gp import WAEGP
 
 __all__ = [
+    "LMGAE",
     "VAE",
+    "WAEGP",
     "AutoencoderModule",
     "BetaVAE",
     "create_model",
