@@ -8,7 +8,8 @@ every batch, each by its own optimizer:
     (1) L_AE = E_x c(x, D(m * E(x))) + lambda_v sum_j (1 - m_j) Var_x[E(x)_j]   encoder, decoder
     (2) L_G  = -E_x f(m * E(x))                                                  encoder
     (3) L_C  = E_x f(m * E(x)) - E_z f(m * z) + lambda_gp GP                     critic
-    (4) L_M  = beta L_AE + W_f(m) + c_t sum_j |m_j (1 - m_j)|                    mask
+    (4) L_M  = beta c(x, D(m * E(x))) + W_f(m) + c_t sum_j |m_j (1 - m_j)|
+                                                    + gamma_t sum_j m_j          mask
 
 with W_f(m) = E_z f(m * z) - E_x f(m * E(x)) the critic's Wasserstein estimate. The variance
 penalty in (1) makes the encoder stop using the dimensions the mask is closing; W_f in (4) closes
@@ -16,7 +17,8 @@ the dimensions in which the encodings cannot look like N(0, 1) (a data manifold 
 cannot fill more than n Gaussian dimensions), and reconstruction in (4) keeps open the ones the
 decoder needs. At the end m is (nearly) binary and counts the data's latent dimension.
 
-Relaxation and regularizer chosen here (the paper leaves them open):
+Relaxation and regularizers chosen here (the paper leaves them open); each line of (4) is one
+term of :meth:`LMGAE.mask_loss`:
 
 * m_j = 1 - exp(-v_j) with v_j >= 0, kept so by projecting v onto [0, inf) after every mask
   step (:meth:`LMGAE.project_mask`). This is the authors' parametrization. Unlike a sigmoid it
@@ -27,8 +29,18 @@ Relaxation and regularizer chosen here (the paper leaves them open):
   ``binarize_start`` (2 / M by default, the authors') and doubles every
   ``binarize_doubling_steps`` batches up to ``binarize_max`` (2048): small while the mask is
   still deciding, then large enough to snap it to {0, 1}.
-* beta (``mask_ae_weight``) weighs reconstruction against W_f in (4); the authors' 1000 was for a
-  mean squared error per pixel, ours is a sum over coordinates scaled by 1 / (2 sigma^2).
+* gamma_t sum_j m_j (``open_cost``, ramped in linearly over ``open_cost_warmup_steps`` so the
+  auto-encoder has learnt which dimensions it needs first): a price per open dimension, the L1
+  relaxation of the count of open dimensions that the paper's argument minimizes. This term is
+  ours. Without it, in CPU-sized runs (tens of epochs), W_f was too weak and noisy to close
+  anything (the critic lags the encoder, which takes two steps per batch) and every mask drifted
+  to 1. A needed dimension is worth far more reconstruction than gamma; a spurious one is worth
+  none once the variance penalty has emptied it.
+* (4) takes reconstruction, not all of L_AE: the variance penalty's gradient in m_j is
+  -lambda_v Var[E(x)_j], which would hold open every dimension the encoder happens to use.
+* beta (``mask_ae_weight``) weighs reconstruction in (4); the authors' 1000 and lambda_v = 100
+  were for a mean squared error per pixel, ours is a sum over coordinates scaled by
+  1 / (2 sigma^2), hence the smaller defaults (3 and 1, tuned on the synthetic data).
 
 A dimension counts as active when m_j >= ``mask_threshold`` (0.1, the authors').
 """
@@ -57,11 +69,13 @@ class LMGAE(WAEGP):
     the unmasked code.
 
     Args:
-        var_weight: lambda_v of the variance penalty in L_AE (100 in the authors' code).
-        mask_ae_weight: beta, weight of L_AE in the mask loss L_M.
+        var_weight: lambda_v of the variance penalty in L_AE.
+        mask_ae_weight: beta, weight of reconstruction in the mask loss L_M.
         mask_lr: RMSProp learning rate of the mask parameters v.
         mask_init: Initial value of every mask entry, in (0, 1).
         mask_threshold: A dimension is active when its mask entry is >= this.
+        open_cost: gamma, the price per open dimension in L_M once warmed up.
+        open_cost_warmup_steps: Batches over which gamma_t rises linearly from 0 to ``open_cost``.
         binarize_start: c_0 of the binarizing regularizer; None means 2 / latent_dim.
         binarize_max: The cap on c_t.
         binarize_doubling_steps: Batches over which c_t doubles.
@@ -69,6 +83,8 @@ class LMGAE(WAEGP):
             critic_lr, width, lr: See :class:`WAEGP` (``reg_weight`` is unused: the generator
             loss L_G has its own optimizer).
     """
+
+    mask_steps: Tensor
 
     def __init__(
         self,
@@ -114,6 +130,11 @@ class LMGAE(WAEGP):
             raise ValueError(
                 f"var_weight and mask_ae_weight must be >= 0 and mask_lr > 0, got {var_weight}, "
                 f"{mask_ae_weight}, {mask_lr}"
+            )
+        if open_cost < 0 or open_cost_warmup_steps < 1:
+            raise ValueError(
+                f"open_cost must be >= 0 and open_cost_warmup_steps >= 1, got {open_cost}, "
+                f"{open_cost_warmup_steps}"
             )
         if binarize_doubling_steps < 1 or (binarize_start is not None and binarize_start < 0):
             raise ValueError(
@@ -181,7 +202,7 @@ class LMGAE(WAEGP):
         return {"loss": generator, "generator": generator}
 
     def mask_loss(self, x: Tensor) -> dict[str, Tensor]:
-        """(4) L_M = beta L_AE + W_f(m) + c_t sum |m (1 - m)|, with E, D and f held fixed."""
+        """(4) L_M = beta recon + W_f(m) + c_t sum |m (1 - m)| + gamma_t sum m; E, D, f fixed."""
         with torch.no_grad():
             z = self.encode(x)  # (B, m)
         recon = self.reconstruction(x, z)

@@ -195,7 +195,7 @@ class WAEGP(AutoencoderModule):
         return [torch.optim.RMSprop(list(p.params), lr=p.lr) for p in self.phases()]
 
     @override
-    def training_step(self, batch: Any, batch_idx: int) -> None:
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         x = batch[0]
         self.check_batch(x)
         optimizers = self.optimizers()
@@ -214,3 +214,4 @@ class WAEGP(AutoencoderModule):
             logs[f"train/{phase.name}_loss"] = terms["loss"].detach()
         self.log_dict(logs, batch_size=len(x))
         self.log("train/loss", logs["train/autoencoder_loss"], prog_bar=True, batch_size=len(x))
+        return logs["train/autoencoder_loss"]  # detached: the steps above already used it
