@@ -88,7 +88,7 @@ def test_lmgae_finds_the_true_latent_dimension():
     dm = Synthetic(latent_dim=4, data_dim=64)
     model = LMGAE(data_shape=(64,), latent_dim=12, decoder_sigma=1.0)
     L.Trainer(
-        max_epochs=15,
+        max_epochs=20,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
