@@ -1,10 +1,18 @@
 """Callbacks: when to measure a model and what to log (FID, holes, active dimensions,
 diversity, pictures), and what a model samples its latent codes from."""
 
+from latentzoo.callbacks.active_dims import ActiveDims
 from latentzoo.callbacks.diversity import DiversityCallback
 from latentzoo.callbacks.fid import FIDCallback
 from latentzoo.callbacks.holes import HolesCallback
 from latentzoo.callbacks.latent_sampler import LatentSampler
 from latentzoo.callbacks.samples import SampleImages
 
-__all__ = ["DiversityCallback", "FIDCallback", "HolesCallback", "LatentSampler", "SampleImages"]
+__all__ = [
+    "ActiveDims",
+    "DiversityCallback",
+    "FIDCallback",
+    "HolesCallback",
+    "LatentSampler",
+    "SampleImages",
+]

@@ -1,5 +1,6 @@
 """Metrics: pure functions, and torchmetrics ``Metric`` objects whose state syncs across ranks."""
 
+from latentzoo.metrics.active_units import LatentVariance, active_units
 from latentzoo.metrics.diversity import ClassDiversity, collision_entropy, distance_bound
 from latentzoo.metrics.fid import FrechetDistance, KernelDistance
 from latentzoo.metrics.frechet import frechet_distance, frechet_distance_between, mean_cov
@@ -10,6 +11,8 @@ __all__ = [
     "ClassDiversity",
     "FrechetDistance",
     "KernelDistance",
+    "LatentVariance",
+    "active_units",
     "collision_entropy",
     "distance_bound",
     "frechet_distance",

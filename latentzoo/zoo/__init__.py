@@ -6,6 +6,7 @@ Importing this package registers every built-in model; plugins are loaded on fir
 
 from latentzoo.zoo.base import AutoencoderModule
 from latentzoo.zoo.beta_vae import BetaVAE
+from latentzoo.zoo.lmgae import LMGAE
 from latentzoo.zoo.registry import (
     create_model,
     get_model_class,
@@ -16,10 +17,13 @@ from latentzoo.zoo.registry import (
 from latentzoo.zoo.two_stage_vae import TwoStageVAE
 from latentzoo.zoo.vae import VAE
 from latentzoo.zoo.vae_gan import VAEGAN
+from latentzoo.zoo.wae_gp import WAEGP
 
 __all__ = [
+    "LMGAE",
     "VAE",
     "VAEGAN",
+    "WAEGP",
     "AutoencoderModule",
     "BetaVAE",
     "TwoStageVAE",

@@ -1,0 +1,98 @@
+"""LMGAE: the mask gates decoder, critic and samples; four optimizers; the n = 4 experiment."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+
+from latentzoo.datamodules.synthetic import Synthetic
+from latentzoo.zoo import LMGAE
+from tests.zoo.test_wae_gp import phase_changes
+
+
+def _model_with_closed_dim(closed: int = 2) -> LMGAE:
+    torch.manual_seed(0)
+    model = LMGAE(data_shape=(10,), latent_dim=5, width=4).eval()
+    with torch.no_grad():
+        model.mask_param.fill_(2.0)
+        model.mask_param[closed] = 0.0  # m = 1 - exp(0) = 0
+    return model
+
+
+def _vary(z: torch.Tensor, dim: int) -> torch.Tensor:
+    z2 = z.clone()
+    z2[:, dim] = torch.randn(len(z)) * 10
+    return z2
+
+
+def test_zero_mask_entry_cuts_the_coordinate_from_decoder_and_critic():
+    model = _model_with_closed_dim(2)
+    z = torch.randn(6, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(model.decode(_vary(z, 2)), model.decode(z))
+        torch.testing.assert_close(model.score(_vary(z, 2)), model.score(z))
+        # an open coordinate still matters
+        assert not torch.allclose(model.decode(_vary(z, 3)), model.decode(z))
+        assert not torch.allclose(model.score(_vary(z, 3)), model.score(z))
+
+
+def test_samples_pass_through_the_mask_whatever_the_latent_sampler():
+    model = _model_with_closed_dim(2)
+    z = torch.randn(6, 5)
+    # a pluggable sampler replaces sample_latent; its codes must still be masked
+    model.sample_latent = lambda n: _vary(z, 2)[:n]  # type: ignore[method-assign]
+    with torch.no_grad():
+        torch.testing.assert_close(model.sample(6), model.decode(z))
+
+
+def test_active_dims_counts_entries_at_or_above_threshold():
+    model = _model_with_closed_dim(2)
+    with torch.no_grad():
+        model.mask_param[0] = -torch.log(torch.tensor(1 - 0.05))  # m = 0.05 < 0.1
+    assert model.active_dims == 3
+    assert model.mask.shape == (5,)
+
+
+def test_each_of_the_four_optimizers_changes_only_its_own_parameters():
+    torch.manual_seed(0)
+    model = LMGAE(data_shape=(12,), latent_dim=4, width=4)
+    changes = phase_changes(model, torch.randn(16, 12))
+    assert changes == {
+        "autoencoder": {"encoder", "decoder"},
+        "generator": {"encoder"},
+        "critic": {"critic"},
+        "mask": {"mask_param"},
+    }
+
+
+def test_mask_step_projects_onto_nonnegative_v():
+    model = LMGAE(data_shape=(12,), latent_dim=4, width=4)
+    with torch.no_grad():
+        model.mask_param.copy_(torch.tensor([-1.0, 0.5, -0.1, 2.0]))
+    model.project_mask()
+    assert torch.equal(model.mask_param.detach(), torch.tensor([0.0, 0.5, 0.0, 2.0]))
+    assert int(model.mask_steps) == 1
+
+
+def test_bad_mask_arguments_raise_early():
+    with pytest.raises(ValueError, match="mask_init"):
+        LMGAE(data_shape=(12,), mask_init=1.0)
+
+
+@pytest.mark.slow
+def test_lmgae_finds_the_true_latent_dimension():
+    """n = 4, m = 12: the mask closes the spurious dimensions (the paper's sec. 5.1, reduced)."""
+    L.seed_everything(0)
+    torch.set_num_threads(1)
+    dm = Synthetic(latent_dim=4, data_dim=64)
+    model = LMGAE(data_shape=(64,), latent_dim=12, decoder_sigma=1.0)
+    L.Trainer(
+        max_epochs=20,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    ).fit(model, dm)
+    assert abs(model.active_dims - 4) <= 1, model.mask
