@@ -58,17 +58,59 @@ TWO_STAGE = {
     "celeba": two_stage(64, 20, 20),
 }
 
+
+def wae(latent_dims: dict[str, int]) -> dict[str, list[str]]:
+    """WAE-GP / LMGAE: a unit-variance decoder, as in the WAE paper's squared-error cost."""
+    return {
+        key: ["--model.latent_dim", str(m), "--model.decoder_sigma", "1.0"]
+        for key, m in latent_dims.items()
+    }
+
+
+# LMGAE starts above the data's dimension and masks the rest off (synthetic: true n = 8).
+WAE_GP = wae({"synthetic": 8, "mnist": 8, "fashion_mnist": 8, "cifar10": 64, "celeba": 64})
+LMGAE = wae({"synthetic": 32, "mnist": 32, "fashion_mnist": 32, "cifar10": 128, "celeba": 128})
+
 # (model class, file stem) -> {data key: extra CLI arguments}
 TABLE: dict[tuple[str, str], dict[str, list[str]]] = {
     ("VAE", "vae"): VAE_FAMILY,
     ("BetaVAE", "beta_vae"): VAE_FAMILY,
     ("VAEGAN", "vae_gan"): VAE_GAN,
     ("TwoStageVAE", "two_stage_vae"): TWO_STAGE,
+    ("WAEGP", "wae_gp"): WAE_GP,
+    ("LMGAE", "lmgae"): LMGAE,
+}
+
+
+def callbacks(*specs: tuple[str, dict[str, str]]) -> list[str]:
+    args: list[str] = []
+    for name, init in specs:
+        args += [f"--trainer.callbacks+=latentzoo.callbacks.{name}"]
+        args += [a for k, v in init.items() for a in (f"--trainer.callbacks.{k}", v)]
+    return args
+
+
+# Every run answers the same questions: active dimensions and holes every validation epoch or
+# five, sample quality every five epochs (Inception FID on images, Fréchet distance of the raw
+# vectors on synthetic data), and pictures of samples for images.
+EVALUATION = {
+    "images": callbacks(
+        ("ActiveDims", {}),
+        ("HolesCallback", {"num_encodings": "20000"}),
+        ("FIDCallback", {"extractor": "inception"}),
+        ("SampleImages", {}),
+    ),
+    "synthetic": callbacks(
+        ("ActiveDims", {}),
+        ("HolesCallback", {"num_encodings": "10000", "num_prior": "5000"}),
+        ("FIDCallback", {"extractor": "pixels", "num_samples": "5000", "num_real": "5000"}),
+    ),
 }
 
 QUICKSTART = [
     "--model", "VAE", "--data", "Synthetic", "--model.latent_dim", "8",
     "--trainer.max_epochs", "15", "--data.num_train", "10000", "--data.val_size", "2000",
+    *EVALUATION["synthetic"],
 ]  # fmt: skip
 
 
@@ -94,10 +136,9 @@ def generate(only: set[str]) -> None:
         if only and model not in only:
             continue
         for key, (data_cls, data_args) in DATA.items():
-            write(
-                f"{stem}_{key}",
-                ["--model", model, "--data", data_cls, *data_args, *per_data.get(key, [])],
-            )
+            evaluation = EVALUATION["synthetic" if key == "synthetic" else "images"]
+            args = ["--model", model, "--data", data_cls, *data_args, *per_data.get(key, [])]
+            write(f"{stem}_{key}", [*args, *evaluation])
 
 
 if __name__ == "__main__":

@@ -55,8 +55,6 @@ class LatentzooCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
-                "model": {"class_path": "latentzoo.zoo.vae.VAE"},
-                "data": {"class_path": "latentzoo.datamodules.synthetic.Synthetic"},
                 "checkpoint.monitor": "val/loss",
                 "checkpoint.mode": "min",
                 "checkpoint.save_top_k": 1,
@@ -103,6 +101,26 @@ def models_command(argv: Sequence[str]) -> None:
         print(f"{name:<{width}}  {cls.__module__}.{cls.__qualname__}  {summary}")
 
 
+# With neither flag nor a config, a run is the quickstart's model and data. They are inserted as
+# arguments, not parser defaults: a default class's init_args would carry over (lr, width, ...)
+# into whatever class --model names.
+QUICKSTART = {"--model": "VAE", "--data": "Synthetic"}
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+def with_quickstart_defaults(args: list[str]) -> list[str]:
+    """``args`` with ``--model VAE`` / ``--data Synthetic`` added where neither is given."""
+    if not args or args[0] not in LIGHTNING_COMMANDS:
+        return args
+    if any(a == "--config" or a.startswith("--config=") for a in args):
+        return args
+    extra: list[str] = []
+    for flag, value in QUICKSTART.items():
+        if not any(a == flag or a.startswith(flag + "=") for a in args):
+            extra += [flag, value]
+    return [args[0], *extra, *args[1:]]
+
+
 # Sub-commands that are not LightningCLI's; each takes the arguments after its name.
 COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {
     "models": models_command,
@@ -117,6 +135,9 @@ def run(argv: Sequence[str] | None = None) -> LatentzooCLI | None:
     if args and args[0] in COMMANDS:
         COMMANDS[args[0]](args[1:])
         return None
+    args = with_quickstart_defaults(args)
+    if argv is None:
+        sys.argv[1:] = args  # LightningCLI warns when given args while sys.argv has some too
     return LatentzooCLI(
         AutoencoderModule,
         InMemoryDataModule,
@@ -125,7 +146,7 @@ def run(argv: Sequence[str] | None = None) -> LatentzooCLI | None:
         trainer_defaults=TRAINER_DEFAULTS,
         save_config_kwargs={"overwrite": True},
         seed_everything_default=0,  # runs compare on the same initialisation unless told otherwise
-        args=None if argv is None else args,
+        args=None if argv is None else args,  # None: parse sys.argv
         auto_configure_optimizers=False,
     )
 

@@ -87,3 +87,21 @@ def test_a_crash_keeps_its_progress_in_last_ckpt(in_tmp: Path) -> None:
         main(args)
     last = in_tmp / "runs" / "VAE-Synthetic" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["global_step"] == 8  # mid-epoch 2, not epoch 1's 6
+
+
+def test_switching_model_takes_that_models_own_defaults(capsys) -> None:
+    """A default model class must not leak its init_args (lr, width) into another class."""
+    with pytest.raises(SystemExit):
+        main(["fit", "--model", "WAEGP", "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"].endswith("WAEGP")
+    assert printed["model"]["init_args"]["lr"] == 5e-4  # WAEGP's default, not the VAE's 1e-3
+
+
+def test_without_model_or_data_it_is_the_quickstart(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["fit", "--data.num_train", "500", "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"].endswith(".VAE")
+    assert printed["data"]["class_path"].endswith(".Synthetic")
+    assert printed["data"]["init_args"]["num_train"] == 500

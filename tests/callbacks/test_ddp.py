@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import ddp_script  # tests/callbacks is on sys.path (pytest's rootdir-less test folders)
 import pytest
 
 SCRIPT = Path(__file__).with_name("ddp_script.py")
+_spec = importlib.util.spec_from_file_location("ddp_script", SCRIPT)
+assert _spec is not None and _spec.loader is not None
+ddp_script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ddp_script)  # the same code the subprocess runs, here in one process
 
 
 def test_two_processes_match_one(tmp_path: Path) -> None:

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers_issue4 import TinyImages, trainer
+from testutils import BlobImages, trainer
 
 from latentzoo.callbacks import LatentSampler
 from latentzoo.zoo import VAE, TwoStageVAE
 from latentzoo.zoo.samplers import GaussianMixture, SecondStage, StandardNormal
 
 
-def fitted_vae() -> tuple[VAE, TinyImages]:
-    model, dm = VAE(latent_dim=3, width=8), TinyImages()
+def fitted_vae() -> tuple[VAE, BlobImages]:
+    model, dm = VAE(latent_dim=3, width=8), BlobImages()
     trainer(max_epochs=1, limit_train_batches=2).fit(model, dm)
     return model, dm
 
 
 def test_gmm_is_fitted_on_training_codes_after_fit_and_used_by_sample() -> None:
-    model, dm = VAE(latent_dim=3, width=8), TinyImages()
+    model, dm = VAE(latent_dim=3, width=8), BlobImages()
     cb = LatentSampler(kind="gmm", n_components=2)
     trainer(max_epochs=1, limit_train_batches=2, callbacks=[cb]).fit(model, dm)
     sampler = model.latent_sampler
@@ -68,7 +68,7 @@ def test_fitted_state_is_restored_from_a_checkpoint_without_refitting(tmp_path) 
 def test_normal_kind_bypasses_a_two_stage_models_own_prior() -> None:
     model = TwoStageVAE(latent_dim=3, width=8, stage2_width=8, stage1_epochs=1, stage2_epochs=1)
     cb = LatentSampler(kind="normal")
-    trainer(max_epochs=2, limit_train_batches=1, callbacks=[cb]).fit(model, TinyImages())
+    trainer(max_epochs=2, limit_train_batches=1, callbacks=[cb]).fit(model, BlobImages())
     torch.manual_seed(2)
     z = model.sample_latent(4)
     torch.manual_seed(2)

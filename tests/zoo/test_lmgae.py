@@ -5,10 +5,10 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from testutils import phase_changes
 
 from latentzoo.datamodules.synthetic import Synthetic
 from latentzoo.zoo import LMGAE
-from tests.zoo.test_wae_gp import phase_changes
 
 
 def _model_with_closed_dim(closed: int = 2) -> LMGAE:

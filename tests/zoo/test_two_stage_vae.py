@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from helpers_issue4 import FASHION_MNIST_DEBIAN, TinyImages, changed, snapshot, trainer
+from testutils import FASHION_MNIST_DEBIAN, BlobImages, changed, snapshot, trainer
 
 from latentzoo.zoo import VAE, TwoStageVAE
 
@@ -54,7 +54,7 @@ def test_stage2_starts_only_after_stage1_and_training_stops_after_both() -> None
     model = small(stage1_epochs=2, stage2_epochs=1)
     rec = EpochSnapshots()
     t = trainer(max_epochs=10, limit_train_batches=3, callbacks=[rec])
-    t.fit(model, TinyImages())
+    t.fit(model, BlobImages())
     assert t.current_epoch == 3  # stopped by the model after 2 + 1 epochs, not max_epochs
     assert rec.stages == [1] * 6 + [2] * 3
     for epoch in (1, 2):  # stage 1: only stage-1 weights move
@@ -69,7 +69,7 @@ def test_stage2_starts_only_after_stage1_and_training_stops_after_both() -> None
 def test_checkpoint_saved_in_stage2_resumes_in_stage2(tmp_path) -> None:
     model = small(stage1_epochs=1, stage2_epochs=2)
     t = trainer(max_epochs=2, limit_train_batches=2)
-    t.fit(model, TinyImages())
+    t.fit(model, BlobImages())
     ckpt = tmp_path / "stage2.ckpt"
     t.save_checkpoint(ckpt)
     saved = torch.load(ckpt, weights_only=True)
@@ -77,7 +77,7 @@ def test_checkpoint_saved_in_stage2_resumes_in_stage2(tmp_path) -> None:
     resumed = small(stage1_epochs=1, stage2_epochs=2)
     rec = EpochSnapshots()
     trainer(max_epochs=5, limit_train_batches=2, callbacks=[rec]).fit(
-        resumed, TinyImages(), ckpt_path=ckpt
+        resumed, BlobImages(), ckpt_path=ckpt
     )
     assert rec.stages == [2, 2]  # the third epoch only, in stage 2
     before, after = split(saved["state_dict"]), split(snapshot(resumed))
@@ -88,13 +88,13 @@ def test_checkpoint_saved_in_stage2_resumes_in_stage2(tmp_path) -> None:
 def test_stage2_alone_from_a_stage1_checkpoint(tmp_path) -> None:
     vae = VAE(latent_dim=4, width=8, likelihood="gaussian_gamma")
     t = trainer(max_epochs=1, limit_train_batches=2)
-    t.fit(vae, TinyImages())
+    t.fit(vae, BlobImages())
     ckpt = tmp_path / "stage1.ckpt"
     t.save_checkpoint(ckpt)
     model = small(stage1_epochs=0, stage2_epochs=1, stage1_checkpoint=str(ckpt))
     stage2_before = split(snapshot(model))[1]
     rec = EpochSnapshots()
-    trainer(max_epochs=3, limit_train_batches=2, callbacks=[rec]).fit(model, TinyImages())
+    trainer(max_epochs=3, limit_train_batches=2, callbacks=[rec]).fit(model, BlobImages())
     assert rec.stages == [2, 2]
     assert not changed(snapshot(vae), split(snapshot(model))[0])
     assert changed(stage2_before, split(snapshot(model))[1])
@@ -103,11 +103,11 @@ def test_stage2_alone_from_a_stage1_checkpoint(tmp_path) -> None:
 def test_a_checkpoint_without_a_stage1_is_refused(tmp_path) -> None:
     vae = VAE(latent_dim=4, width=8, likelihood="gaussian_fixed")  # no gamma to load
     t = trainer(max_epochs=1, limit_train_batches=1)
-    t.fit(vae, TinyImages())
+    t.fit(vae, BlobImages())
     t.save_checkpoint(tmp_path / "fixed.ckpt")
     model = small(stage1_epochs=0, stage1_checkpoint=str(tmp_path / "fixed.ckpt"))
     with pytest.raises(ValueError, match="does not hold a stage 1"):
-        trainer(max_epochs=1, limit_train_batches=1).fit(model, TinyImages())
+        trainer(max_epochs=1, limit_train_batches=1).fit(model, BlobImages())
     with pytest.raises(ValueError, match="stage1_checkpoint"):
         small(stage1_epochs=0)
 

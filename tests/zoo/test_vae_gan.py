@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from helpers_issue4 import TinyImages, trainer
+from testutils import BlobImages, trainer
 
 from latentzoo.zoo import VAEGAN
 
@@ -32,7 +32,7 @@ class RecordSteps(L.Callback):
 def test_each_optimizer_changes_only_its_own_network() -> None:
     model = VAEGAN(latent_dim=4, width=8)
     rec = RecordSteps()
-    trainer(max_epochs=1, limit_train_batches=2, callbacks=[rec]).fit(model, TinyImages())
+    trainer(max_epochs=1, limit_train_batches=2, callbacks=[rec]).fit(model, BlobImages())
     own = [
         {n for n, _ in model.named_parameters() if n.startswith(prefix)}
         for prefix in ("encoder.", "decoder.", "discriminator.")
@@ -47,13 +47,13 @@ def test_discriminator_that_wins_outright_is_flagged() -> None:
     # batches (global_step counts the three optimizer steps of each batch).
     calm = VAEGAN(latent_dim=4, width=8, dis_win_loss=1e-12, dis_win_steps=3)
     t = trainer(max_epochs=1, limit_train_batches=4, log_every_n_steps=1)
-    t.fit(calm, TinyImages())
+    t.fit(calm, BlobImages())
     assert t.callback_metrics["train/dis_collapsed"] == 0
     assert int(calm.dis_win_streak) == 0
     won = VAEGAN(latent_dim=4, width=8, dis_win_loss=1e6, dis_win_steps=3)
     t = trainer(max_epochs=1, limit_train_batches=4, log_every_n_steps=1)
     with pytest.warns(UserWarning, match="wins outright"):
-        t.fit(won, TinyImages())
+        t.fit(won, BlobImages())
     assert t.callback_metrics["train/dis_collapsed"] == 1
     assert int(won.dis_win_streak) == 4
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from testutils import phase_changes
 from torch.utils.data import DataLoader, TensorDataset
 
 from latentzoo.zoo import WAEGP
@@ -37,24 +38,6 @@ def test_gradient_penalty_matches_per_sample_autograd():
     for g, e in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(g, e)
     assert gp > 0
-
-
-def _changed(model: torch.nn.Module, before: dict[str, torch.Tensor]) -> set[str]:
-    return {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
-
-
-def phase_changes(model: WAEGP, x: torch.Tensor) -> dict[str, set[str]]:
-    """For each phase, the top-level modules whose parameters one step of its optimizer moved."""
-    changes = {}
-    for phase, opt in zip(model.phases(), model.configure_optimizers(), strict=True):
-        before = {n: p.detach().clone() for n, p in model.named_parameters()}
-        opt.zero_grad()
-        phase.loss(x)["loss"].backward()
-        opt.step()
-        if phase.after_step is not None:
-            phase.after_step()
-        changes[phase.name] = {n.split(".")[0] for n in _changed(model, before)}
-    return changes
 
 
 def test_each_optimizer_changes_only_its_own_parameters():
