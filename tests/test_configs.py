@@ -45,6 +45,8 @@ def test_config_trains(path: Path, in_tmp: Path) -> None:
     cli = run(["fit", "--config", str(path), "--trainer.fast_dev_run", "2",
                "--data.init_args.data_dir", str(in_tmp)])  # fmt: skip
     assert cli is not None
-    # batches, not global_step: adversarial models step several optimizers per batch
-    assert cli.trainer.fit_loop.epoch_loop.batch_progress.total.completed == 2
+    # fast_dev_run stops after 2 optimizer steps: one batch of an adversarial model already
+    # takes that many, so count both
+    assert cli.trainer.global_step >= 2
+    assert cli.trainer.fit_loop.epoch_loop.batch_progress.total.completed >= 1
     assert cli.model.data_shape == cli.datamodule.data_shape

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib.resources
 import math
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -178,7 +179,9 @@ class InceptionFeatures(FeatureExtractor):
         self.kind = kind
         self.net: nn.Module
         if kind == "fid_helper":
-            self.net = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():  # the file is TorchScript; torch >= 2.9 frowns on it
+                warnings.filterwarnings("ignore", "`torch.jit", FutureWarning)
+                self.net = torch.jit.load(str(path), map_location="cpu")
         else:
             from torchmetrics.image.fid import NoTrainInceptionV3
 
