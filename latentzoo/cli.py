@@ -27,6 +27,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
 
+import latentzoo.callbacks  # noqa: F401  (imported so --trainer.callbacks+=FIDCallback resolves)
 from latentzoo.datamodules import InMemoryDataModule
 from latentzoo.evaluator import evaluator_command
 from latentzoo.zoo import AutoencoderModule, get_model_class, list_models, load_plugins

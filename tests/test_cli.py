@@ -105,3 +105,12 @@ def test_without_model_or_data_it_is_the_quickstart(capsys) -> None:
     assert printed["model"]["class_path"].endswith(".VAE")
     assert printed["data"]["class_path"].endswith(".Synthetic")
     assert printed["data"]["init_args"]["num_train"] == 500
+
+
+def test_callbacks_resolve_by_short_name(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["fit", "--trainer.callbacks+=HolesCallback", "--trainer.callbacks.level", "0.05",
+              "--print_config"])  # fmt: skip
+    (callback,) = yaml.safe_load(capsys.readouterr().out)["trainer"]["callbacks"]
+    assert callback["class_path"] == "latentzoo.callbacks.HolesCallback"
+    assert callback["init_args"]["level"] == 0.05
