@@ -7,12 +7,22 @@ from typing import Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Callback
 from torch import Tensor
+from typing_extensions import override
 
 from latentzoo.datamodules import InMemoryDataModule
 from latentzoo.zoo import AutoencoderModule
 
-__all__ = ["Split", "as_float", "check_model", "dataset_tensors", "generated_batches", "rank_share"]
+__all__ = [
+    "PeriodicEvaluation",
+    "Split",
+    "as_float",
+    "check_model",
+    "dataset_tensors",
+    "generated_batches",
+    "rank_share",
+]
 
 Split = Literal["train", "val", "test"]
 
@@ -50,6 +60,27 @@ def dataset_tensors(trainer: L.Trainer, split: Split) -> tuple[Tensor, Tensor]:
         dm.setup("test" if split == "test" else "fit")
     ds = getattr(dm, attr)
     return ds.x, ds.y
+
+
+class PeriodicEvaluation(Callback):
+    """When an evaluation callback runs: after every ``every_n_epochs``-th validation epoch (never
+    in the sanity check) and after every test epoch; subclasses say what it does."""
+
+    every_n_epochs: int = 1
+
+    def run_evaluation(self, trainer: L.Trainer, model: AutoencoderModule, stage: str) -> None:
+        """Measure ``model`` and log under ``stage`` (``val`` or ``test``)."""
+        raise NotImplementedError
+
+    @override
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        self.run_evaluation(trainer, check_model(pl_module, self), "val")
+
+    @override
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.run_evaluation(trainer, check_model(pl_module, self), "test")
 
 
 def as_float(x: Tensor, device: torch.device) -> Tensor:

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
-from latentzoo.callbacks._shared import check_model, generated_batches
+from latentzoo.callbacks._shared import PeriodicEvaluation, check_model, generated_batches
 from latentzoo.evaluator import DomainFeatures
 from latentzoo.metrics.diversity import ClassDiversity, nearest_other_class_distance
 from latentzoo.zoo import AutoencoderModule
@@ -23,7 +22,7 @@ from latentzoo.zoo import AutoencoderModule
 __all__ = ["DiversityCallback"]
 
 
-class DiversityCallback(Callback):
+class DiversityCallback(PeriodicEvaluation):
     """Histogram of the evaluator's predictions on ``model.sample(n)``; H2, coverage, bound.
 
     Args:
@@ -67,14 +66,8 @@ class DiversityCallback(Callback):
         self.metric.to(model.device)
 
     @override
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
-            return
-        self.evaluate(trainer, check_model(pl_module, self), "val")
-
-    @override
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.evaluate(trainer, check_model(pl_module, self), "test")
+    def run_evaluation(self, trainer: L.Trainer, model: AutoencoderModule, stage: str) -> None:
+        self.evaluate(trainer, model, stage)
 
     @torch.no_grad()
     def evaluate(

@@ -23,12 +23,12 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch import Tensor
 from typing_extensions import override
 
 from latentzoo.callbacks._shared import (
+    PeriodicEvaluation,
     Split,
     as_float,
     check_model,
@@ -76,7 +76,7 @@ def build_extractor(
     return DomainFeatures(evaluator, data_shape)
 
 
-class FIDCallback(Callback):
+class FIDCallback(PeriodicEvaluation):
     """Sample and reconstruction FID/KID on torchmetrics, DDP-correct, with a real-statistics cache.
 
     Args:
@@ -154,14 +154,8 @@ class FIDCallback(Callback):
             )
 
     @override
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
-            return
-        self._log(pl_module, "val", self.evaluate(trainer, check_model(pl_module, self), "val"))
-
-    @override
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._log(pl_module, "test", self.evaluate(trainer, check_model(pl_module, self), "test"))
+    def run_evaluation(self, trainer: L.Trainer, model: AutoencoderModule, stage: str) -> None:
+        self._log(model, stage, self.evaluate(trainer, model, stage))
 
     def _features(self, x: Tensor) -> Tensor:
         assert self.extractor is not None

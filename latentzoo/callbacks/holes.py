@@ -22,13 +22,18 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 from torchmetrics.utilities import dim_zero_cat
 from typing_extensions import override
 
-from latentzoo.callbacks._shared import Split, as_float, check_model, dataset_tensors, rank_share
+from latentzoo.callbacks._shared import (
+    PeriodicEvaluation,
+    Split,
+    as_float,
+    dataset_tensors,
+    rank_share,
+)
 from latentzoo.callbacks.log_media import figure_to_image, log_image
 from latentzoo.metrics.holes import AggregatedPosteriorHoles
 from latentzoo.zoo import AutoencoderModule
@@ -95,7 +100,7 @@ def holes_figure(codes: Tensor, prior: Tensor, holes: Tensor, max_points: int = 
     return figure_to_image(fig)
 
 
-class HolesCallback(Callback):
+class HolesCallback(PeriodicEvaluation):
     """Aggregated-posterior holes, the two KLs and the active-dimension covariance.
 
     Args:
@@ -131,14 +136,8 @@ class HolesCallback(Callback):
         self.metric = AggregatedPosteriorHoles(num_prior, num_reference, level, seed)
 
     @override
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
-            return
-        self.evaluate(trainer, check_model(pl_module, self), "val")
-
-    @override
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.evaluate(trainer, check_model(pl_module, self), "test")
+    def run_evaluation(self, trainer: L.Trainer, model: AutoencoderModule, stage: str) -> None:
+        self.evaluate(trainer, model, stage)
 
     def evaluate(
         self, trainer: L.Trainer, model: AutoencoderModule, stage: str

@@ -19,19 +19,24 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 from typing_extensions import override
 
-from latentzoo.callbacks._shared import as_float, check_model, dataset_tensors, generated_batches
+from latentzoo.callbacks._shared import (
+    PeriodicEvaluation,
+    as_float,
+    check_model,
+    dataset_tensors,
+    generated_batches,
+)
 from latentzoo.callbacks.log_media import image_grid, log_image
 from latentzoo.zoo import AutoencoderModule
 
 __all__ = ["SampleImages"]
 
 
-class SampleImages(Callback):
+class SampleImages(PeriodicEvaluation):
     """Sample grid, reconstructions, interpolations and traversals as logged images.
 
     Args:
@@ -74,14 +79,8 @@ class SampleImages(Callback):
             )
 
     @override
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
-            return
-        self.log_pictures(trainer, check_model(pl_module, self), "val")
-
-    @override
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.log_pictures(trainer, check_model(pl_module, self), "test")
+    def run_evaluation(self, trainer: L.Trainer, model: AutoencoderModule, stage: str) -> None:
+        self.log_pictures(trainer, model, stage)
 
     @rank_zero_only
     @torch.no_grad()
