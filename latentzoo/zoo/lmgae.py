@@ -95,7 +95,7 @@ class LMGAE(WAEGP):
         reg_weight: float = 1.0,
         gp_weight: float = 10.0,
         n_critic: int = 5,
-        critic_lr: float = 1e-4,
+        critic_lr: float = 5e-4,
         var_weight: float = 1.0,
         mask_ae_weight: float = 3.0,
         mask_lr: float = 1e-2,
