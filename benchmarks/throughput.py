@@ -1,8 +1,9 @@
 """Training throughput on Fashion-MNIST: latentzoo's Trainer vs. a plain loop vs. torchvision data.
 
 Three ways to train the same VAE (same nets, data, batch size, optimizer) for a fixed number of
-steps, in one process, interleaved over several rounds so that a busy machine slows all of them
-alike:
+steps, in one process, interleaved over several rounds: each ratio is taken within a round (the
+runs it compares are seconds apart) and the median over rounds is reported, so that a machine
+whose load changes during the benchmark still gives a fair ratio.
 
 - ``latentzoo``: ``lightning.Trainer.fit`` on :class:`latentzoo.datamodules.FashionMNIST`
   (uint8 tensors in memory, whole-batch indexing, float conversion after transfer).
@@ -162,16 +163,20 @@ def main() -> None:
                 print(f"round {r + 1}/{args.rounds}  {name:<18} {results[name][-1]:>10,.0f} img/s",
                       flush=True)  # fmt: skip
 
-    med = {k: statistics.median(v) for k, v in results.items()}
     print(f"\nVAE on Fashion-MNIST, batch {args.batch_size}, {args.steps} steps, "
           f"precision {args.precision}, {torch.get_num_threads()} threads, "
-          f"median of {args.rounds} rounds")  # fmt: skip
-    for name, v in med.items():
-        print(f"  {name:<18} {v:>10,.0f} img/s")
-    print(f"  latentzoo / plain loop           {med['latentzoo'] / med['plain']:.3f}")
-    print(f"  latentzoo / torchvision loop     {med['latentzoo'] / med['torchvision']:.3f}")
-    print(f"  data path latentzoo / torchvision "
-          f"{med['data: latentzoo'] / med['data: torchvision']:.1f}x")  # fmt: skip
+          f"median over {args.rounds} rounds")  # fmt: skip
+    for name, v in results.items():
+        print(f"  {name:<18} {statistics.median(v):>12,.0f} img/s   (max {max(v):,.0f})")
+    ratios = {
+        "latentzoo / plain loop": ("latentzoo", "plain"),
+        "latentzoo / torchvision loop": ("latentzoo", "torchvision"),
+        "data path latentzoo / torchvision": ("data: latentzoo", "data: torchvision"),
+    }
+    for label, (a, b) in ratios.items():
+        per_round = [x / y for x, y in zip(results[a], results[b], strict=True)]
+        rounds = " ".join(f"{r:.3f}" for r in per_round)
+        print(f"  {label:<34} {statistics.median(per_round):8.3f}   rounds: {rounds}")
 
 
 if __name__ == "__main__":
