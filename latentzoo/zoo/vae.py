@@ -21,12 +21,17 @@ from latentzoo.zoo.base import AutoencoderModule
 from latentzoo.zoo.likelihoods import LikelihoodName, make_likelihood
 from latentzoo.zoo.registry import register_model
 
-__all__ = ["VAE", "kl_standard_normal"]
+__all__ = ["VAE", "kl_standard_normal", "reparameterize"]
 
 
 def kl_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(mu, diag(exp(logvar))) || N(0, I)) per sample, (B, D) -> (B,)."""
     return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(1)
+
+
+def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
+    """One sample z = mu + sigma * eps of N(mu, diag(exp(logvar))), differentiable in both."""
+    return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
 
 
 @register_model
@@ -72,7 +77,7 @@ class VAE(AutoencoderModule):
 
     def compute_losses(self, x: Tensor) -> dict[str, Tensor]:
         mu, logvar = self.posterior(x)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation
+        z = reparameterize(mu, logvar)
         recon = self.likelihood.nll(x, self.decoder(z)).mean()
         kl = kl_standard_normal(mu, logvar).mean()
         return {"loss": recon + self.kl_penalty(kl), "recon": recon, "kl": kl, "nelbo": recon + kl}
