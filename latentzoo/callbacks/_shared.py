@@ -8,6 +8,7 @@ from typing import Literal
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 from typing_extensions import override
 
@@ -63,8 +64,9 @@ def dataset_tensors(trainer: L.Trainer, split: Split) -> tuple[Tensor, Tensor]:
 
 
 class PeriodicEvaluation(Callback):
-    """When an evaluation callback runs: after every ``every_n_epochs``-th validation epoch (never
-    in the sanity check) and after every test epoch; subclasses say what it does."""
+    """When an evaluation callback runs: during ``fit``, after every ``every_n_epochs``-th
+    validation epoch (never in the sanity check); after every ``validate`` and ``test`` run.
+    Subclasses say what it does."""
 
     every_n_epochs: int = 1
 
@@ -74,7 +76,8 @@ class PeriodicEvaluation(Callback):
 
     @override
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
+        off_epoch = (trainer.current_epoch + 1) % self.every_n_epochs != 0
+        if trainer.sanity_checking or (trainer.state.fn == TrainerFn.FITTING and off_epoch):
             return
         self.run_evaluation(trainer, check_model(pl_module, self), "val")
 

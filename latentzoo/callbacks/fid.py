@@ -164,6 +164,7 @@ class FIDCallback(PeriodicEvaluation):
 
     def _ensure_real(self, trainer: L.Trainer, device: torch.device) -> None:
         assert self.extractor is not None
+        dataset_tensors(trainer, self.real_split)  # fails with a clear message without a datamodule
         dm = getattr(trainer, "datamodule", None)
         key = cache_key(
             data=f"{type(dm).__module__}.{type(dm).__qualname__}",

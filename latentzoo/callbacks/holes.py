@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from torch import Tensor
 from torchmetrics.utilities import dim_zero_cat
 from typing_extensions import override
@@ -146,9 +146,15 @@ class HolesCallback(PeriodicEvaluation):
         self.metric.to(model.device)
         x_all, _ = dataset_tensors(trainer, self.split)
         idx = torch.tensor(list(rank_share(min(self.num_encodings, len(x_all)), trainer)))
+        dims = model.used_latent_dims()  # the same on every rank: parameters are synced
+        if dims is not None and len(dims) == 0:
+            rank_zero_warn(f"{type(model).__name__} uses no latent dimension; holes not measured")
+            return {}
         with torch.no_grad():
             for b in idx.split(self.batch_size):
                 mu, logvar = model.posterior(as_float(x_all[b], model.device))
+                if dims is not None:
+                    mu, logvar = mu[:, dims], None if logvar is None else logvar[:, dims]
                 self.metric.update(mu, logvar)
         stats = self.metric.compute()  # every rank: gathers the posteriors
         out = {k: float(v) for k, v in stats.items() if k != "num_active"}

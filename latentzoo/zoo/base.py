@@ -94,6 +94,15 @@ class AutoencoderModule(L.LightningModule):
         """Mean and log-variance of q(z|x); the log-variance is None for deterministic encoders."""
         return self.encode(x), None
 
+    def used_latent_dims(self) -> Tensor | None:
+        """Indices of the latent coordinates the decoder uses (None: all of them).
+
+        Metrics of the latent space (holes) look at these only: a coordinate the model switches
+        off (LMGAE's mask) carries no encoding mass by design, so every prior sample would be a
+        "hole" there although the decoder never sees it.
+        """
+        return None
+
     def decode(self, z: Tensor) -> Tensor:
         """The mean of p(x | z), shaped like the data."""
         return self.likelihood.mean(self.decoder(z))

@@ -169,6 +169,9 @@ class LMGAE(WAEGP):
     def gate(self, z: Tensor) -> Tensor:
         return z * self.mask  # (B, m)
 
+    def used_latent_dims(self) -> Tensor:
+        return torch.nonzero(self.mask >= self.mask_threshold).squeeze(1)  # the active dims
+
     @torch.no_grad()
     def project_mask(self) -> None:
         """Projected gradient step: v back onto v >= 0 (m >= 0), and count the step."""

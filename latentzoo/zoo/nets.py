@@ -47,7 +47,7 @@ def check_data_shape(data_shape: Sequence[int]) -> tuple[int, ...]:
     raise ValueError(
         f"latentzoo's nets cannot take data of shape {shape}: they take flat vectors (D,) or "
         f"square images (C, H, W) of {sizes}. Resize the data, or pass your own encoder/decoder "
-        f"by overriding build_nets() in a subclass."
+        f"by overriding build_encoder() and build_decoder() in a subclass."
     )
 
 

@@ -159,8 +159,12 @@ class WAEGP(AutoencoderModule):
         return self.likelihood.nll(x, self.decoder(self.gate(z))).mean()
 
     def wasserstein(self, z: Tensor) -> Tensor:
-        """The critic's estimate E_p f(z') - E_q f(z) of W(p, q) for encodings z (B, m)."""
-        return self.score(self.sample_latent(len(z))).mean() - self.score(z).mean()
+        """The critic's estimate E_p f(z') - E_q f(z) of W(p, q) for encodings z (B, m).
+
+        z' comes from the prior itself (``sample_prior``), never from an attached sampler: a
+        GMM fitted to q would make the regularizer match q to itself.
+        """
+        return self.score(self.sample_prior(len(z))).mean() - self.score(z).mean()
 
     def autoencoder_loss(self, x: Tensor) -> dict[str, Tensor]:
         """L_AE = reconstruction - lambda E f(E(x)), minimized over encoder and decoder."""
@@ -174,7 +178,7 @@ class WAEGP(AutoencoderModule):
         with torch.no_grad():
             z = self.encode(x)  # (B, m)
         w = self.wasserstein(z)
-        real, fake = self.gate(self.sample_latent(len(z))), self.gate(z)
+        real, fake = self.gate(self.sample_prior(len(z))), self.gate(z)
         gp = gradient_penalty(self.critic, real, fake)
         return {"loss": -w + self.gp_weight * gp, "wasserstein": w, "gp": gp}
 
@@ -187,7 +191,12 @@ class WAEGP(AutoencoderModule):
     # -- optimization -----------------------------------------------------------------------------
     def phases(self) -> list[Phase]:
         """The optimizers' steps on one batch, in order; one optimizer per phase."""
-        autoencoder = [*self.encoder.parameters(), *self.decoder.parameters()]
+        # The likelihood's own parameters (gaussian_gamma's variance) train with the decoder.
+        autoencoder = [
+            *self.encoder.parameters(),
+            *self.decoder.parameters(),
+            *self.likelihood.parameters(),
+        ]
         return [
             Phase("autoencoder", self.autoencoder_loss, autoencoder, self.lr),
             Phase(

@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from latentzoo.callbacks import FIDCallback
 from latentzoo.callbacks._shared import generated_batches
@@ -99,3 +100,12 @@ def test_inception_fid_end_to_end(
     trainer.test(model, tiny_images, verbose=False)
     assert float(trainer.callback_metrics["test/fid"]) > 0
     assert cb.extractor is not None and cb.extractor.source.startswith("inception:file")
+
+
+def test_without_a_datamodule_the_error_says_what_to_pass(tmp_path: Path) -> None:
+    model = VAE(data_shape=(8,), latent_dim=2, width=4)
+    loader = DataLoader(TensorDataset(torch.randn(16, 8), torch.zeros(16)), batch_size=8)
+    trainer = make_trainer(FIDCallback(extractor="pixels", num_samples=16, num_real=16,
+                                       cache_dir=str(tmp_path)))  # fmt: skip
+    with pytest.raises(TypeError, match="latentzoo datamodule"):
+        trainer.test(model, loader, verbose=False)

@@ -11,8 +11,9 @@ from lightning.pytorch.loggers import CSVLogger
 
 from latentzoo.callbacks import HolesCallback
 from latentzoo.callbacks.holes import holes_figure
+from latentzoo.datamodules import Synthetic
 from latentzoo.metrics.holes import hole_stats
-from latentzoo.zoo import VAE
+from latentzoo.zoo import LMGAE, VAE
 
 
 def test_logged_values_match_the_metric_on_the_model_posteriors(
@@ -45,3 +46,26 @@ def test_picture_for_any_latent_dimension(d: int) -> None:
     image = holes_figure(codes, prior, prior.norm(dim=1) > 1.5)
     assert image.ndim == 3 and image.shape[0] == 3 and image.shape[1] > 100
     assert float(image.min()) >= 0 and float(image.max()) <= 1
+
+
+def test_lmgae_holes_are_measured_on_its_active_dimensions(tmp_path: Path) -> None:
+    model = LMGAE(data_shape=(16,), latent_dim=6, width=4)
+    with torch.no_grad():
+        model.mask_param.copy_(torch.tensor([5.0, 5.0, 0.0, 5.0, 0.0, 0.0]))  # m ~ 1 or 0
+    assert model.used_latent_dims().tolist() == [0, 1, 3]
+    data = Synthetic(latent_dim=3, data_dim=16, num_train=300, num_test=100, val_size=50)
+    cb = HolesCallback(num_prior=200, num_reference=40, picture=False)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[cb], default_root_dir=tmp_path)  # fmt: skip
+    trainer.test(model, data, verbose=False)
+    assert cb.metric.last_prior is not None
+    assert cb.metric.last_prior.shape == (200, 3)  # the prior over the 3 open dimensions only
+
+
+def test_validate_always_evaluates_whatever_every_n_epochs(tiny_images, tmp_path: Path) -> None:
+    model = VAE(data_shape=(1, 28, 28), latent_dim=2, width=4)
+    cb = HolesCallback(num_prior=100, num_reference=20, every_n_epochs=5, picture=False)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[cb], default_root_dir=tmp_path)  # fmt: skip
+    trainer.validate(model, tiny_images, verbose=False)
+    assert "val/holes" in trainer.callback_metrics

@@ -72,3 +72,26 @@ def test_bad_arguments_raise_early():
         WAEGP(data_shape=(12,), n_critic=0)
     with pytest.raises(ValueError, match="critic_lr"):
         WAEGP(data_shape=(12,), critic_lr=0.0)
+
+
+def test_a_learned_decoder_variance_is_trained_by_the_autoencoder_step():
+    torch.manual_seed(0)
+    model = WAEGP(data_shape=(12,), latent_dim=3, width=4, likelihood="gaussian_gamma")
+    changes = phase_changes(model, torch.randn(16, 12))
+    assert changes["autoencoder"] == {"encoder", "decoder", "likelihood"}
+    assert "likelihood" not in changes["critic"]
+
+
+def test_the_critic_compares_codes_with_the_prior_whatever_sampler_is_attached():
+    class FarAway:
+        def sample(self, n: int) -> torch.Tensor:
+            return torch.full((n, 3), 50.0)
+
+    model = WAEGP(data_shape=(12,), latent_dim=3, width=4)
+    z = torch.randn(64, 3)
+    torch.manual_seed(1)
+    plain = model.wasserstein(z)
+    model.set_latent_sampler(FarAway())
+    torch.manual_seed(1)
+    assert torch.equal(model.wasserstein(z), plain)
+    assert model.sample_latent(2).max() == 50.0  # while sample() does use the sampler
