@@ -5,6 +5,7 @@ from latentzoo.metrics.diversity import ClassDiversity, collision_entropy, dista
 from latentzoo.metrics.fid import FrechetDistance, KernelDistance
 from latentzoo.metrics.frechet import frechet_distance, frechet_distance_between, mean_cov
 from latentzoo.metrics.holes import AggregatedPosteriorHoles, hole_stats, log_aggregate_posterior
+from latentzoo.metrics.precision_recall import knn_radii, manifold_coverage, precision_recall
 
 __all__ = [
     "AggregatedPosteriorHoles",
@@ -18,6 +19,9 @@ __all__ = [
     "frechet_distance",
     "frechet_distance_between",
     "hole_stats",
+    "knn_radii",
     "log_aggregate_posterior",
+    "manifold_coverage",
     "mean_cov",
+    "precision_recall",
 ]
