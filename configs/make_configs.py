@@ -108,8 +108,10 @@ EVALUATION = {
 }
 
 QUICKSTART = [
-    "--model", "VAE", "--data", "Synthetic", "--model.latent_dim", "8",
-    "--trainer.max_epochs", "15", "--data.num_train", "10000", "--data.val_size", "2000",
+    # m = 16 latent dimensions for data of true dimension n = 8: ActiveDims shows how many the
+    # VAE keeps (Burda active units), next to FID of the raw vectors and the prior's holes.
+    "--model", "VAE", "--data", "Synthetic", "--model.latent_dim", "16",
+    "--trainer.max_epochs", "30", "--data.num_train", "10000", "--data.val_size", "2000",
     *EVALUATION["synthetic"],
 ]  # fmt: skip
 

@@ -23,8 +23,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from jsonargparse import Namespace
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_only
 from typing_extensions import override
 
 import latentzoo.callbacks  # noqa: F401  (imported so --trainer.callbacks+=FIDCallback resolves)
@@ -80,6 +82,27 @@ class LatentzooCLI(LightningCLI):
             save_dir = RUNS_DIR
         if config.checkpoint.dirpath is None:
             config.checkpoint.dirpath = f"{save_dir}/{run_name}/checkpoints"
+
+    def after_fit(self) -> None:  # LightningCLI calls after_<subcommand> when it exists
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        print_summary(self.trainer, config)
+
+
+@rank_zero_only
+def print_summary(trainer: Trainer, config: Namespace) -> None:
+    """What a finished run measured and where it left its files."""
+    run = f"{_class_name(config.model)} on {_class_name(config.data)}"
+    print(f"\nlatentzoo: {run}, {trainer.current_epoch} epochs, {trainer.global_step} steps")
+    scores = {k: float(v) for k, v in sorted(trainer.callback_metrics.items())
+              if k.startswith("val/") and v.numel() == 1}  # fmt: skip
+    for key, value in scores.items():
+        print(f"  {key:<24} {value:.6g}")
+    if trainer.log_dir:
+        print(f"  logs         {trainer.log_dir}")
+    checkpoint = trainer.checkpoint_callback
+    if isinstance(checkpoint, ModelCheckpoint) and checkpoint.dirpath:
+        best = checkpoint.best_model_path or "-"
+        print(f"  checkpoints  {checkpoint.dirpath} (last.ckpt; best by val/loss: {best})")
 
 
 def _class_name(namespace: Any) -> str:

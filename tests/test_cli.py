@@ -114,3 +114,11 @@ def test_callbacks_resolve_by_short_name(capsys) -> None:
     (callback,) = yaml.safe_load(capsys.readouterr().out)["trainer"]["callbacks"]
     assert callback["class_path"] == "latentzoo.callbacks.HolesCallback"
     assert callback["init_args"]["level"] == 0.05
+
+
+def test_fit_ends_with_a_summary_of_what_it_measured(in_tmp: Path, capsys) -> None:
+    main(["fit", *SMALL, "--trainer.max_epochs", "1", "--trainer.callbacks+=ActiveDims"])
+    out = capsys.readouterr().out
+    assert "latentzoo: VAE on Synthetic, 1 epochs" in out
+    assert "val/active_dims" in out and "val/loss" in out
+    assert f"{Path('runs') / 'VAE-Synthetic' / 'checkpoints'}" in out

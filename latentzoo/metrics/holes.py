@@ -13,8 +13,12 @@ log q at M points is a log-sum-exp over N components, computed in (M_chunk, N_ch
 running maximum, so N = 60,000, M = 10,000, d = 64 needs a few MB, not M x N x 8 bytes.
 
 A prior sample z ~ p(z) is *in a hole* when log q(z) is below the ``level`` quantile (1% by
-default) of log q at the encodings themselves, each scored leave-one-out (its own component
-removed, so a point is not propped up by its own kernel). When the encodings are themselves
+default) of log q at samples of q itself: for Gaussian posteriors, draws z_n ~ q(z|x_n) scored
+under the whole mixture (q(z|x_n) is part of q, so a draw is a sample of q); for a KDE, the codes
+scored leave-one-out (their own kernel removed, so a point is not propped up by the kernel that
+the estimate put on it). Leaving a Gaussian posterior's own component out instead would score a
+sharp posterior's draw against the other, far-away components only, and set the threshold so low
+that no prior sample is ever in a hole. When the encodings are themselves
 prior samples the fraction is ``level``; mass the encoder never reaches raises it. The same
 samples give Monte-Carlo estimates of KL(p || q) (which holes inflate) and KL(q || p).
 """
@@ -131,10 +135,10 @@ def hole_stats(
         mu: (N, d) posterior means (the codes, for deterministic encoders).
         logvar: (N, d) posterior log-variances, or ``None`` for a KDE with Silverman's width.
         num_prior: M, prior samples z ~ N(0, I).
-        num_reference: Encodings scored leave-one-out to set the threshold and estimate
-            KL(q||p) (a random subset when N is larger; each is scored against all N). For
-            Gaussian posteriors each is a draw z_n ~ q(z|x_n); for a KDE, the code itself.
-        level: Quantile of the leave-one-out log q below which a prior sample is in a hole.
+        num_reference: Samples of q that set the threshold and estimate KL(q||p) (a random
+            subset when N is larger; each is scored against all N). For Gaussian posteriors
+            each is a draw z_n ~ q(z|x_n); for a KDE, the code itself, scored leave-one-out.
+        level: Quantile of log q at samples of q below which a prior sample is in a hole.
         seed: Seeds the prior samples, the subset and the draws z_n ~ q(z|x_n), so every rank
             and every evaluation use the same ones.
 
@@ -155,7 +159,8 @@ def hole_stats(
         eps = torch.randn(len(ref), d, generator=gen, dtype=torch.float64).to(mu.device)
         z_ref = z_ref + eps * torch.exp(0.5 * logvar[ref].double())
     logq_prior = log_aggregate_posterior(z_prior, mu, lv)  # (M,)
-    logq_ref = log_aggregate_posterior(z_ref, mu, lv, exclude=ref)  # (R,)
+    loo = ref if logvar is None else None  # leave-one-out for the KDE only (module docstring)
+    logq_ref = log_aggregate_posterior(z_ref, mu, lv, exclude=loo)  # (R,)
     threshold = torch.quantile(logq_ref, level)
     holes = logq_prior < threshold
     offdiag, n_active = active_offdiag_cov(mu)

@@ -59,6 +59,25 @@ def test_encodings_in_a_corner_leave_most_of_the_prior_in_holes() -> None:
     assert float(stats["kl_prior_agg"]) > 5  # holes inflate KL(p || q)
 
 
+def test_gaussian_posteriors_equal_to_the_prior_leave_no_holes() -> None:
+    mu, logvar = torch.zeros(3000, 3), torch.zeros(3000, 3)  # q(z|x) = p(z) for every x: q = p
+    stats, _, _ = hole_stats(mu, logvar, num_prior=4000, num_reference=3000)
+    assert 0.004 < float(stats["holes"]) < 0.02  # the level itself
+    assert abs(float(stats["kl_prior_agg"])) < 1e-6 and abs(float(stats["kl_agg_prior"])) < 1e-6
+
+
+def test_sharp_gaussian_posteriors_leave_the_prior_in_holes() -> None:
+    """Spiky q(z|x_n) at prior-distributed means: q is a bed of nails, the prior falls between.
+
+    Scoring the draws z_n ~ q(z|x_n) leave-one-out would set the threshold below every prior
+    sample and report no hole at all.
+    """
+    mu = torch.randn(2000, 3, generator=torch.Generator().manual_seed(3))
+    stats, _, _ = hole_stats(mu, torch.full((2000, 3), -12.0), num_prior=2000, num_reference=500)
+    assert float(stats["holes"]) > 0.9
+    assert float(stats["kl_agg_prior"]) > 5  # KL(q || p) of a bed of nails is large and positive
+
+
 def test_silverman_width_and_active_covariance() -> None:
     codes = torch.randn(1000, 4, generator=torch.Generator().manual_seed(3)) * torch.tensor(
         [1.0, 2.0, 0.01, 1.0]
