@@ -18,6 +18,7 @@ samples, the metric states are summed by torchmetrics, and rank 0 alone reads an
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +140,10 @@ class FIDCallback(PeriodicEvaluation):
             f = self.extractor.num_features
             self.metrics = {"fid": FrechetDistance(f), "fid_recon": FrechetDistance(f)}
             if self.kid:
-                self.metrics["kid"] = KernelDistance(f, subset_size=self.kid_subset_size)
+                with warnings.catch_warnings():  # the buffer is num_samples x F, chosen here
+                    warnings.filterwarnings("ignore", "Metric `Kernel Inception Distance` will")
+                    kid = KernelDistance(f, subset_size=self.kid_subset_size)
+                self.metrics["kid"] = kid
             rank_zero_info(f"FIDCallback: features from {self.extractor.source}")
             self._log_source(trainer)
         self.extractor.to(model.device)
