@@ -30,7 +30,7 @@ from typing_extensions import override
 from latentzoo.zoo.likelihoods import GaussianGamma
 from latentzoo.zoo.registry import register_model
 from latentzoo.zoo.samplers import adam_with_gamma
-from latentzoo.zoo.vae import VAE
+from latentzoo.zoo.vae import VAE, reparameterize
 
 __all__ = ["TwoStageVAE"]
 
@@ -130,7 +130,7 @@ class TwoStageVAE(VAE):
         """Stage 2's negative ELBO on u ~ q(u|x) of the frozen stage 1."""
         with torch.no_grad():
             mu, logvar = self.posterior(x)
-            u = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # (B, latent_dim)
+            u = reparameterize(mu, logvar)  # (B, latent_dim)
         losses = self.stage2.compute_losses(u)
         losses["gamma"] = self.stage2.likelihood.gamma.detach()  # type: ignore[operator]
         return {f"stage2_{k}": v for k, v in losses.items()}

@@ -67,11 +67,10 @@ def test_gradients_are_algorithm_1s_from_one_forward_pass() -> None:
     ref = VAEGAN(latent_dim=4, width=8)
     ref.load_state_dict(rec.state)
     t = ref.terms(rec.batch, noise)
-    for loss, prefix in zip((t["enc"], t["dec"], t["dis"]), ("encoder.", "decoder.", "dis")):
-        names = [n for n, _ in ref.named_parameters() if n.startswith(prefix)]
-        params = [p for n, p in ref.named_parameters() if n.startswith(prefix)]
-        grads = torch.autograd.grad(loss, params, retain_graph=True)
-        for n, g in zip(names, grads, strict=True):
+    for key, prefix in (("enc", "encoder."), ("dec", "decoder."), ("dis", "discriminator.")):
+        named = [(n, p) for n, p in ref.named_parameters() if n.startswith(prefix)]
+        grads = torch.autograd.grad(t[key], [p for _, p in named], retain_graph=True)
+        for (n, _), g in zip(named, grads, strict=True):
             assert torch.allclose(rec.grads[n], g, rtol=1e-4, atol=1e-6), n
 
 
