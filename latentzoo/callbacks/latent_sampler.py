@@ -10,18 +10,24 @@ sample grids) then measures that sampler. Kinds:
   posterior means of the training set.
 - ``two_stage``: Dai & Wipf 2019's second-stage VAE, trained on the training codes.
 
-The sampler is fitted after ``fit`` ends and at the start of ``validate``/``test``/``predict``
+The sampler is fitted when training ends and at the start of ``validate``/``test``/``predict``
 (from the command line: ``latentzoo test --ckpt_path ... --trainer.callbacks+=LatentSampler
 --trainer.callbacks.kind=gmm``), once per trained state: it is refitted only when the model's
-``global_step`` differs from the one it was fitted at. Its fitted state is part of the callback's
-checkpoint state, so a checkpoint saved after fitting restores it without refitting.
+weights differ from the ones it was fitted to (a digest of the model's ``state_dict``, so
+``test(ckpt_path=<an older checkpoint>)`` refits even in the trainer that did the ``fit``). Its
+fitted state is part of the callback's checkpoint state, so a checkpoint saved after fitting
+restores it without refitting.
 
 Under DDP the sampler is fitted on rank 0, on the whole training set (not rank 0's shard), and
-its state is broadcast to the other ranks, so every rank samples from the same density.
+its state is broadcast to the other ranks, so every rank samples from the same density. Rank 0's
+digest decides for every rank (batch-norm statistics differ between ranks). The fit at the end of
+training runs in ``on_train_end``, before the strategy's teardown, while the model is still on its
+training device and the process group is up.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
 import lightning as L
@@ -35,9 +41,22 @@ from typing_extensions import override
 from latentzoo.zoo.base import AutoencoderModule
 from latentzoo.zoo.samplers import FittedSampler, GaussianMixture, SecondStage, StandardNormal
 
-__all__ = ["LatentSampler", "SamplerKind"]
+__all__ = ["LatentSampler", "SamplerKind", "weights_digest"]
 
 SamplerKind = Literal["prior", "normal", "gmm", "two_stage"]
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """A SHA-1 of every parameter and buffer of ``module``: names, dtypes, shapes and values.
+
+    Costs one copy of the weights to the CPU; the sampler takes it once per evaluation.
+    """
+    digest = hashlib.sha1()
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().cpu().contiguous().reshape(-1)  # 1-d: ``view`` takes no 0-d tensor
+        digest.update(f"{name}{t.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 class LatentSampler(Callback):
@@ -72,7 +91,7 @@ class LatentSampler(Callback):
         self.stage2_epochs, self.stage2_width = stage2_epochs, stage2_width
         self.max_codes, self.seed = max_codes, seed
         self.sampler: FittedSampler | None = None
-        self.fitted_step: int | None = None
+        self.fitted_key: str | None = None
         self._restored: dict[str, Any] | None = None
 
     @property
@@ -90,7 +109,7 @@ class LatentSampler(Callback):
 
     # -- hooks --------------------------------------------------------------------------------
     @override
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.attach(trainer, pl_module)
 
     @override
@@ -110,7 +129,7 @@ class LatentSampler(Callback):
     def state_dict(self) -> dict[str, Any]:
         if self.sampler is None:
             return {}
-        return {"kind": self.kind, "step": self.fitted_step, "state": self.sampler.state_dict()}
+        return {"kind": self.kind, "key": self.fitted_key, "state": self.sampler.state_dict()}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -124,22 +143,23 @@ class LatentSampler(Callback):
             raise TypeError(
                 f"LatentSampler needs a latentzoo model, got {type(pl_module).__name__}"
             )
-        step = trainer.global_step
-        if self.sampler is None or self.fitted_step != step:
+        key = weights_digest(pl_module) if trainer.is_global_zero else None
+        key = trainer.strategy.broadcast(key, src=0)  # every rank calls this
+        if self.sampler is None or self.fitted_key != key:
             # validate/test/predict run under inference mode, where nothing could be trained.
             with torch.inference_mode(False), torch.enable_grad():
-                self.sampler = self._fit_or_restore(trainer, pl_module, step)
-            self.fitted_step = step
+                self.sampler = self._fit_or_restore(trainer, pl_module, key)
+            self.fitted_key = key
         pl_module.set_latent_sampler(self.sampler)
 
     def _fit_or_restore(
-        self, trainer: L.Trainer, pl_module: AutoencoderModule, step: int
+        self, trainer: L.Trainer, pl_module: AutoencoderModule, key: str | None
     ) -> FittedSampler | None:
         sampler = self.build(pl_module.latent_dim)
         if sampler is None:
             return None
         restored = self._restored
-        if restored is not None and restored["step"] == step:
+        if restored is not None and restored.get("key") == key:
             state = restored["state"]
         else:
             state = None

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor, nn
 from typing_extensions import override
 
@@ -196,3 +197,26 @@ class AutoencoderModule(L.LightningModule):
     @override
     def configure_optimizers(self) -> Any:
         return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+    # -- multi-process training -------------------------------------------------------------------
+    @override
+    def setup(self, stage: str) -> None:
+        """Refuse DDP without ``find_unused_parameters`` for manual-optimization models.
+
+        Each optimizer's backward of an adversarial (or staged) model leaves the other networks'
+        parameters without gradients, which plain DDP takes for a bug and stops on at the first
+        step, after the data and workers are set up; say so before.
+        """
+        strategy = self.trainer.strategy
+        if (
+            stage == "fit"
+            and not self.automatic_optimization
+            and isinstance(strategy, DDPStrategy)
+            and not strategy._ddp_kwargs.get("find_unused_parameters", False)
+        ):
+            raise ValueError(
+                f"{type(self).__name__} steps several optimizers, each on part of its "
+                f"parameters, which DDP only allows with find_unused_parameters=True; pass "
+                f"--trainer.strategy ddp_find_unused_parameters_true (in Python: "
+                f'strategy="ddp_find_unused_parameters_true")'
+            )

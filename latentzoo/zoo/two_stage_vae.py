@@ -30,7 +30,7 @@ from typing_extensions import override
 from latentzoo.zoo.likelihoods import GaussianGamma
 from latentzoo.zoo.registry import register_model
 from latentzoo.zoo.samplers import adam_with_gamma
-from latentzoo.zoo.vae import VAE
+from latentzoo.zoo.vae import VAE, reparameterize
 
 __all__ = ["TwoStageVAE"]
 
@@ -130,28 +130,31 @@ class TwoStageVAE(VAE):
         """Stage 2's negative ELBO on u ~ q(u|x) of the frozen stage 1."""
         with torch.no_grad():
             mu, logvar = self.posterior(x)
-            u = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # (B, latent_dim)
+            u = reparameterize(mu, logvar)  # (B, latent_dim)
         losses = self.stage2.compute_losses(u)
         losses["gamma"] = self.stage2.likelihood.gamma.detach()  # type: ignore[operator]
         return {f"stage2_{k}": v for k, v in losses.items()}
 
+    def stage1_losses(self, x: Tensor) -> dict[str, Tensor]:
+        """Stage 1's negative ELBO on x (the VAE's terms) and its gamma."""
+        losses = super().compute_losses(x)
+        losses["gamma"] = self.likelihood.gamma.detach()
+        return losses
+
     @override
     def compute_losses(self, x: Tensor) -> dict[str, Tensor]:
         """Both stages' terms; ``loss`` is their sum (the stages share no parameters)."""
-        stage1 = super().compute_losses(x)
-        stage1["gamma"] = self.likelihood.gamma.detach()
+        stage1 = self.stage1_losses(x)
         stage2 = self.stage2_losses(x)
         return {**stage1, **stage2, "loss": stage1["loss"] + stage2["stage2_loss"]}
 
     # -- training ---------------------------------------------------------------------------------
     @override
-    def setup(self, stage: str) -> None:
-        # Before a resumed checkpoint is restored, which then overwrites these weights.
-        if stage == "fit" and self.stage1_checkpoint is not None:
-            self.load_stage1(self.stage1_checkpoint)
-
-    @override
     def on_fit_start(self) -> None:
+        # After the weights of a resumed run are restored (they hold the stage 1 already; its
+        # file may be gone) and before the first step.
+        if self.stage1_checkpoint is not None and self.trainer.ckpt_path is None:
+            self.load_stage1(self.stage1_checkpoint)
         total = self.stage1_epochs + self.stage2_epochs
         max_epochs = self.trainer.max_epochs
         if (
@@ -170,8 +173,7 @@ class TwoStageVAE(VAE):
         self.check_batch(x)
         opt1, opt2 = cast(list[LightningOptimizer], self.optimizers())
         if self.stage == 1:
-            losses = super().compute_losses(x)
-            losses["gamma"] = self.likelihood.gamma.detach()
+            losses = self.stage1_losses(x)
             opt, loss = opt1, losses["loss"]
         else:
             self.encoder.eval()  # stage 1 is frozen, its batch-norm statistics included

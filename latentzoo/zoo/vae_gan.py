@@ -8,11 +8,18 @@ discriminator instead of in pixels (sec. 2.2, eq. (6)-(7)):
     L_GAN   = log Dis(x) + log(1 - Dis(x~)) + log(1 - Dis(x_p)),      (eq. (9) terms)
 
 with x~ = Dec(z), z ~ q(z|x) the reconstruction, and x_p = Dec(z_p), z_p ~ N(0, I) a prior
-sample. Algorithm 1 updates each network on its own objective, all from one forward pass:
+sample. Algorithm 1 updates each network on its own objective, all at the same parameters:
 
     theta_Enc <- -grad (L_prior + L_llike)
     theta_Dec <- -grad (gamma * L_llike - L_GAN)
     theta_Dis <- -grad (-L_GAN)    (the discriminator maximises L_GAN)
+
+Each gradient comes from its own forward pass with only that network's parameters requiring grad
+(``toggled_optimizer``), and the three steps follow; with the noise (eps of z ~ q(z|x), and z_p)
+drawn once per batch, the three passes compute the same terms as one would, so the gradients are
+Algorithm 1's. One graph with three ``backward(inputs=...)`` calls would cost one forward, but DDP
+cannot reduce gradients of a backward restricted to part of the parameters. Batch-norm running
+statistics see the batch three times per step.
 
 gamma weighs content (L_llike) against style (L_GAN) in the decoder's update (sec. 2.3); the
 paper gives no number, so 1e-2 here is a starting point to tune. The decoder's GAN term is the
@@ -28,10 +35,11 @@ warns once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
@@ -103,12 +111,26 @@ class VAEGAN(VAE):
         h = trunk(x)
         return h, head(h).squeeze(1)
 
-    def terms(self, x: Tensor) -> dict[str, Tensor]:
-        """Every term of Algorithm 1 from one forward pass, averaged over the batch."""
+    def draw_noise(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """eps of the reparameterisation and the prior draws z_p for a batch, each (B, latent_dim).
+
+        The GAN term uses prior draws, not an attached latent sampler.
+        """
+        shape = (len(x), self.latent_dim)
+        return torch.randn(shape, device=x.device), torch.randn(shape, device=x.device)
+
+    def terms(self, x: Tensor, noise: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
+        """Every term of Algorithm 1 from one forward pass, averaged over the batch.
+
+        Args:
+            x: The batch.
+            noise: ``(eps, z_p)`` from :meth:`draw_noise`; drawn here when None.
+        """
+        eps, z_p = self.draw_noise(x) if noise is None else noise
         mu, logvar = self.posterior(x)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # (B, latent_dim)
+        z = mu + eps * torch.exp(0.5 * logvar)  # (B, latent_dim)
         x_rec = self.decode(z)
-        x_p = self.decode(torch.randn_like(z))  # the GAN term uses prior draws, not a sampler
+        x_p = self.decode(z_p)
         feats, logits = self.discriminate(torch.cat([x, x_rec, x_p]))  # one batch-norm batch
         f_x, f_rec, _ = feats.chunk(3)
         l_x, l_rec, l_p = logits.chunk(3)
@@ -145,24 +167,20 @@ class VAEGAN(VAE):
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         x = batch[0]
         self.check_batch(x)
-        opts = self.optimizers()
-        t = self.terms(x)
-        for opt in opts:  # type: ignore[union-attr]
-            opt.zero_grad()
-        # Algorithm 1's simultaneous update: each objective's gradient goes to its own network
-        # only (``inputs=``), all taken at the same parameters, then the three steps.
-        groups = self.parameter_groups()
-        for loss, params, last in zip(
-            (t["enc"], t["dec"], t["dis"]), groups, (0, 0, 1), strict=True
-        ):
-            self.manual_backward(loss, inputs=params, retain_graph=not last)
-        for opt in opts:  # type: ignore[union-attr]
+        opts = cast(list[LightningOptimizer], self.optimizers())
+        noise = self.draw_noise(x)
+        for opt, key in zip(opts, ("enc", "dec", "dis"), strict=True):
+            with self.toggled_optimizer(opt):  # only this network's parameters require grad
+                t = self.terms(x, noise)
+                opt.zero_grad()
+                self.manual_backward(t[key])
+        for opt in opts:  # Algorithm 1's simultaneous update: every gradient is taken first
             opt.step()
         self._watch_discriminator(t["dis"].detach())
         logged = {k: v.detach() for k, v in t.items() if k not in ("enc", "dec")}
         self.log_dict({f"train/{k}": v for k, v in logged.items()}, batch_size=len(x))
-        loss = t["kl"] + t["llike"] + t["gen"]
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(x))
+        loss = (t["kl"] + t["llike"] + t["gen"]).detach()
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
         return loss
 
     def _watch_discriminator(self, dis: Tensor) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from testutils import BlobImages, trainer
 
 from latentzoo.callbacks import LatentSampler
@@ -32,6 +33,39 @@ def test_gmm_is_fitted_on_training_codes_after_fit_and_used_by_sample() -> None:
     model.sample(4)
     torch.manual_seed(5)
     assert torch.equal(decoded[0], sampler.sample(4))  # sample = decode(sampler draws)
+
+
+def test_sampler_is_fitted_before_the_strategy_tears_down() -> None:
+    # Teardown moves the model off its device (and DDP's process group may go): fit before it.
+    model, dm = VAE(latent_dim=3, width=8), BlobImages()
+    t = trainer(max_epochs=1, limit_train_batches=1, callbacks=[LatentSampler(n_components=2)])
+    at_teardown = []
+    teardown = t.strategy.teardown
+    t.strategy.teardown = lambda: at_teardown.append(model.latent_sampler) or teardown()  # type: ignore[method-assign]
+    t.fit(model, dm)
+    assert isinstance(at_teardown[0], GaussianMixture)
+
+
+def test_an_older_checkpoint_tested_by_the_fitting_trainer_gets_its_own_fit(tmp_path) -> None:
+    model, dm = VAE(latent_dim=3, width=8), BlobImages()
+    cb = LatentSampler(kind="gmm", n_components=2)
+    every_epoch = ModelCheckpoint(tmp_path, save_top_k=-1, every_n_epochs=1)
+    t = trainer(
+        max_epochs=2,
+        limit_train_batches=2,
+        callbacks=[cb, every_epoch],
+        enable_checkpointing=True,
+    )
+    t.fit(model, dm)
+    final = cb.sampler.means.clone()  # type: ignore[union-attr]
+    older = sorted(tmp_path.glob("epoch=0*.ckpt"))[0]
+    t.test(model, dm, ckpt_path=older)  # same trainer, same global_step, older weights
+    codes = model.eval().encode(dm.on_after_batch_transfer(dm.train_set[:], 0)[0]).detach()
+    sampler = model.latent_sampler
+    assert isinstance(sampler, GaussianMixture)
+    assert not torch.allclose(sampler.means, final)
+    mean_gap = (sampler.means.T @ sampler.weights).float() - codes.mean(0)
+    assert mean_gap.abs().max() < 1e-3  # fitted to the older weights' codes
 
 
 @pytest.mark.parametrize(

@@ -100,6 +100,27 @@ def test_stage2_alone_from_a_stage1_checkpoint(tmp_path) -> None:
     assert changed(stage2_before, split(snapshot(model))[1])
 
 
+def test_resuming_needs_no_stage1_file(tmp_path) -> None:
+    # The resumed checkpoint holds the stage 1; the file it first came from may be gone.
+    vae = VAE(latent_dim=4, width=8, likelihood="gaussian_gamma")
+    t = trainer(max_epochs=1, limit_train_batches=2)
+    t.fit(vae, BlobImages())
+    stage1 = tmp_path / "stage1.ckpt"
+    t.save_checkpoint(stage1)
+    model = small(stage1_epochs=0, stage2_epochs=2, stage1_checkpoint=str(stage1))
+    t = trainer(max_epochs=1, limit_train_batches=2)
+    t.fit(model, BlobImages())
+    t.save_checkpoint(tmp_path / "run.ckpt")
+    stage1.unlink()
+    resumed = small(stage1_epochs=0, stage2_epochs=2, stage1_checkpoint=str(stage1))
+    rec = EpochSnapshots()
+    trainer(max_epochs=2, limit_train_batches=2, callbacks=[rec]).fit(
+        resumed, BlobImages(), ckpt_path=tmp_path / "run.ckpt"
+    )
+    assert rec.stages == [2, 2]
+    assert not changed(split(snapshot(vae))[0], split(snapshot(resumed))[0])
+
+
 def test_a_checkpoint_without_a_stage1_is_refused(tmp_path) -> None:
     vae = VAE(latent_dim=4, width=8, likelihood="gaussian_fixed")  # no gamma to load
     t = trainer(max_epochs=1, limit_train_batches=1)

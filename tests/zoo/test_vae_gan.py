@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from testutils import BlobImages, trainer
+from testutils import BlobImages, snapshot, trainer
 
 from latentzoo.zoo import VAEGAN
 
@@ -40,6 +40,38 @@ def test_each_optimizer_changes_only_its_own_network() -> None:
     assert [i for i, _ in rec.changed] == [0, 1, 2, 0, 1, 2]
     for i, moved in rec.changed:
         assert moved == own[i], f"optimizer {i} moved {sorted(moved ^ own[i])[:5]} wrongly"
+
+
+class GradientsAtFirstStep(L.Callback):
+    """The model's state before the first batch and every gradient when the first step begins."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # type: ignore[no-untyped-def]
+        self.state = snapshot(pl_module)
+        self.batch = batch[0].clone()
+        opt = trainer.optimizers[0]
+        opt.register_step_pre_hook(lambda *_: self._grab(pl_module))
+
+    def _grab(self, m: L.LightningModule) -> None:
+        if not hasattr(self, "grads"):
+            self.grads = {n: p.grad.clone() for n, p in m.named_parameters()}
+
+
+def test_gradients_are_algorithm_1s_from_one_forward_pass() -> None:
+    # Each network's gradient, taken in its own toggled pass, equals the gradient of its own
+    # objective from one shared forward pass at the same parameters and noise.
+    model = VAEGAN(latent_dim=4, width=8)
+    noise = (torch.randn(16, 4), torch.randn(16, 4))
+    model.draw_noise = lambda x: noise  # type: ignore[method-assign]
+    rec = GradientsAtFirstStep()
+    trainer(max_epochs=1, limit_train_batches=1, callbacks=[rec]).fit(model, BlobImages())
+    ref = VAEGAN(latent_dim=4, width=8)
+    ref.load_state_dict(rec.state)
+    t = ref.terms(rec.batch, noise)
+    for key, prefix in (("enc", "encoder."), ("dec", "decoder."), ("dis", "discriminator.")):
+        named = [(n, p) for n, p in ref.named_parameters() if n.startswith(prefix)]
+        grads = torch.autograd.grad(t[key], [p for _, p in named], retain_graph=True)
+        for (n, _), g in zip(named, grads, strict=True):
+            assert torch.allclose(rec.grads[n], g, rtol=1e-4, atol=1e-6), n
 
 
 def test_discriminator_that_wins_outright_is_flagged() -> None:
