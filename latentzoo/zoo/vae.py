@@ -29,9 +29,14 @@ def kl_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(1)
 
 
-def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
-    """One sample z = mu + sigma * eps of N(mu, diag(exp(logvar))), differentiable in both."""
-    return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+def reparameterize(mu: Tensor, logvar: Tensor, eps: Tensor | None = None) -> Tensor:
+    """z = mu + sigma * eps ~ N(mu, diag(exp(logvar))), differentiable in mu and logvar.
+
+    ``eps`` ~ N(0, I) is drawn here unless given (VAE-GAN reuses one draw across its passes).
+    """
+    if eps is None:
+        eps = torch.randn_like(mu)
+    return mu + eps * torch.exp(0.5 * logvar)
 
 
 @register_model

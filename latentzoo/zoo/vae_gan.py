@@ -47,7 +47,7 @@ from typing_extensions import override
 from latentzoo.zoo import nets
 from latentzoo.zoo.likelihoods import LikelihoodName
 from latentzoo.zoo.registry import register_model
-from latentzoo.zoo.vae import VAE, kl_standard_normal
+from latentzoo.zoo.vae import VAE, kl_standard_normal, reparameterize
 
 __all__ = ["VAEGAN"]
 
@@ -128,7 +128,7 @@ class VAEGAN(VAE):
         """
         eps, z_p = self.draw_noise(x) if noise is None else noise
         mu, logvar = self.posterior(x)
-        z = mu + eps * torch.exp(0.5 * logvar)  # (B, latent_dim)
+        z = reparameterize(mu, logvar, eps)  # (B, latent_dim)
         x_rec = self.decode(z)
         x_p = self.decode(z_p)
         feats, logits = self.discriminate(torch.cat([x, x_rec, x_p]))  # one batch-norm batch
