@@ -154,19 +154,33 @@ class AutoencoderModule(L.LightningModule):
                 f"data_shape (the CLI links it for you)"
             )
 
+    def _logger_writes_this_step(self) -> bool:
+        """Whether the loggers record this training step (every ``log_every_n_steps``).
+
+        Each ``self.log`` costs Lightning ~0.8 ms per key and step on a CPU; terms logged on the
+        steps in between are never written, so only the loss (for the progress bar) is logged
+        on every step. Lightning writes when (global_step + 1) is a multiple of the interval.
+        """
+        trainer = self._trainer
+        every = int(getattr(trainer, "log_every_n_steps", 1))  # set by Trainer.__init__
+        if trainer is None or every <= 1:
+            return True
+        return (trainer.global_step + 1) % every == 0
+
     def _shared_step(self, batch: Any, stage: str) -> Tensor:
         x = batch[0]
         self.check_batch(x)
         losses = self.compute_losses(x)
         on_step = stage == "train"
-        self.log_dict(
-            {f"{stage}/{k}": v.detach() for k, v in losses.items() if k != "loss"},
-            on_step=on_step,
-            on_epoch=not on_step,
-            prog_bar=False,
-            sync_dist=not on_step,
-            batch_size=len(x),
-        )
+        if not on_step or self._logger_writes_this_step():
+            self.log_dict(
+                {f"{stage}/{k}": v.detach() for k, v in losses.items() if k != "loss"},
+                on_step=on_step,
+                on_epoch=not on_step,
+                prog_bar=False,
+                sync_dist=not on_step,
+                batch_size=len(x),
+            )
         self.log(
             f"{stage}/loss",
             losses["loss"].detach(),

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.loggers import CSVLogger
 from testutils import ALL_SHAPES
 
 from latentzoo.datamodules import Synthetic
@@ -85,3 +89,17 @@ def test_checkpoint_loads_by_class_alone(name: str, tmp_path) -> None:
     loaded.eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded.encode(x), model.encode(x))
+
+
+def test_every_step_the_logger_writes_holds_every_loss_term(tmp_path) -> None:
+    data = Synthetic(latent_dim=2, data_dim=8, num_train=800, val_size=100, batch_size=50)
+    model = create_model("BetaVAE", data_shape=(8,), latent_dim=2)
+    trainer = L.Trainer(max_steps=9, logger=CSVLogger(tmp_path), log_every_n_steps=3,
+                        enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(model, datamodule=data)
+    with open(Path(trainer.logger.log_dir) / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
+    assert [int(r["step"]) for r in rows] == [2, 5, 8]
+    for row in rows:
+        for key in ("train/recon", "train/kl", "train/nelbo"):
+            assert row[key] not in ("", None), (row["step"], key)
