@@ -82,7 +82,7 @@ def main() -> None:
     print(f"  {'cached real statistics':<40} {warm:8.2f} s   ({cold / warm:.2f}x faster)")
     n, m, d = args.holes
     t = time_holes(n, m, d)
-    print(f"\nholes metric, N={n}, M={m}, d={d} (threshold from {m} leave-one-out encodings):")
+    print(f"\nholes metric, N={n}, M={m}, d={d} (Gaussian posteriors, {m} draws of q):")
     print(f"  {'hole_stats':<40} {t:8.2f} s")
 
 
