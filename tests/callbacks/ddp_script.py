@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -53,6 +54,7 @@ def evaluate(devices: int, cache_dir: str) -> list[dict[str, float]]:
         accelerator="cpu",
         devices=devices,
         strategy="ddp" if devices > 1 else "auto",
+        default_root_dir=str(Path(cache_dir).parent),  # pictures land in the test's tmp folder
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
