@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
 from testutils import FASHION_MNIST_DEBIAN, BlobImages, changed, snapshot, trainer
 
 from latentzoo.zoo import VAE, TwoStageVAE
+from latentzoo.zoo.likelihoods import LikelihoodName
 
 
 def split(state: dict[str, torch.Tensor]) -> tuple[dict, dict]:
@@ -37,6 +40,15 @@ def small(**kw: object) -> TwoStageVAE:
 
 
 @pytest.mark.skipif(not FASHION_MNIST_DEBIAN.exists(), reason="Debian's Fashion-MNIST missing")
+def saved_vae(path: Path, likelihood: LikelihoodName = "gaussian_gamma", batches: int = 2) -> VAE:
+    """A small VAE trained briefly, its checkpoint written to ``path``: a stage 1 to load."""
+    vae = VAE(latent_dim=4, width=8, likelihood=likelihood)
+    t = trainer(max_epochs=1, limit_train_batches=batches)
+    t.fit(vae, BlobImages())
+    t.save_checkpoint(path)
+    return vae
+
+
 def test_stage1_gamma_is_trained_on_real_data() -> None:
     from latentzoo.datamodules import FashionMNIST
 
@@ -86,11 +98,8 @@ def test_checkpoint_saved_in_stage2_resumes_in_stage2(tmp_path) -> None:
 
 
 def test_stage2_alone_from_a_stage1_checkpoint(tmp_path) -> None:
-    vae = VAE(latent_dim=4, width=8, likelihood="gaussian_gamma")
-    t = trainer(max_epochs=1, limit_train_batches=2)
-    t.fit(vae, BlobImages())
     ckpt = tmp_path / "stage1.ckpt"
-    t.save_checkpoint(ckpt)
+    vae = saved_vae(ckpt)
     model = small(stage1_epochs=0, stage2_epochs=1, stage1_checkpoint=str(ckpt))
     stage2_before = split(snapshot(model))[1]
     rec = EpochSnapshots()
@@ -102,11 +111,8 @@ def test_stage2_alone_from_a_stage1_checkpoint(tmp_path) -> None:
 
 def test_resuming_needs_no_stage1_file(tmp_path) -> None:
     # The resumed checkpoint holds the stage 1; the file it first came from may be gone.
-    vae = VAE(latent_dim=4, width=8, likelihood="gaussian_gamma")
-    t = trainer(max_epochs=1, limit_train_batches=2)
-    t.fit(vae, BlobImages())
     stage1 = tmp_path / "stage1.ckpt"
-    t.save_checkpoint(stage1)
+    vae = saved_vae(stage1)
     model = small(stage1_epochs=0, stage2_epochs=2, stage1_checkpoint=str(stage1))
     t = trainer(max_epochs=1, limit_train_batches=2)
     t.fit(model, BlobImages())
@@ -122,10 +128,7 @@ def test_resuming_needs_no_stage1_file(tmp_path) -> None:
 
 
 def test_a_checkpoint_without_a_stage1_is_refused(tmp_path) -> None:
-    vae = VAE(latent_dim=4, width=8, likelihood="gaussian_fixed")  # no gamma to load
-    t = trainer(max_epochs=1, limit_train_batches=1)
-    t.fit(vae, BlobImages())
-    t.save_checkpoint(tmp_path / "fixed.ckpt")
+    saved_vae(tmp_path / "fixed.ckpt", likelihood="gaussian_fixed", batches=1)  # no gamma
     model = small(stage1_epochs=0, stage1_checkpoint=str(tmp_path / "fixed.ckpt"))
     with pytest.raises(ValueError, match="does not hold a stage 1"):
         trainer(max_epochs=1, limit_train_batches=1).fit(model, BlobImages())
