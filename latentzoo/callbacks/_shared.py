@@ -20,6 +20,7 @@ __all__ = [
     "Split",
     "as_float",
     "check_model",
+    "datamodule_of",
     "dataset_tensors",
     "generated_batches",
     "rank_share",
@@ -48,14 +49,20 @@ def check_model(pl_module: L.LightningModule, callback: object) -> AutoencoderMo
     return pl_module
 
 
-def dataset_tensors(trainer: L.Trainer, split: Split) -> tuple[Tensor, Tensor]:
-    """The ``(x, y)`` tensors of one split of the trainer's datamodule (set up here if needed)."""
+def datamodule_of(trainer: L.Trainer) -> InMemoryDataModule:
+    """The trainer's latentzoo datamodule, or a TypeError that says how to pass one."""
     dm = getattr(trainer, "datamodule", None)
     if not isinstance(dm, InMemoryDataModule):
         raise TypeError(
             "the evaluation callbacks read real data from a latentzoo datamodule; pass one with "
             f"trainer.fit(model, datamodule=...), got {type(dm).__name__}"
         )
+    return dm
+
+
+def dataset_tensors(trainer: L.Trainer, split: Split) -> tuple[Tensor, Tensor]:
+    """The ``(x, y)`` tensors of one split of the trainer's datamodule (set up here if needed)."""
+    dm = datamodule_of(trainer)
     attr = f"{split}_set"
     if getattr(dm, attr) is None:
         dm.setup("test" if split == "test" else "fit")

@@ -33,6 +33,7 @@ from latentzoo.callbacks._shared import (
     Split,
     as_float,
     check_model,
+    datamodule_of,
     dataset_tensors,
     generated_batches,
     rank_share,
@@ -168,8 +169,7 @@ class FIDCallback(PeriodicEvaluation):
 
     def _ensure_real(self, trainer: L.Trainer, device: torch.device) -> None:
         assert self.extractor is not None
-        dataset_tensors(trainer, self.real_split)  # fails with a clear message without a datamodule
-        dm = getattr(trainer, "datamodule", None)
+        dm = datamodule_of(trainer)  # no split is loaded here: a cache hit needs none
         key = cache_key(
             data=f"{type(dm).__module__}.{type(dm).__qualname__}",
             args={
