@@ -104,6 +104,15 @@ class AutoencoderModule(L.LightningModule):
         """
         return None
 
+    def latent_usage(self) -> Tensor | None:
+        """How much the model itself lets each latent coordinate through, (latent_dim,) in [0, 1].
+
+        None (the default) means the model gates nothing, and usage must be measured from data
+        (Burda et al.'s active units). A model with a learned gate returns it (LMGAE: its mask);
+        :meth:`used_latent_dims` then lists the coordinates it counts as open.
+        """
+        return None
+
     def decode(self, z: Tensor) -> Tensor:
         """The mean of p(x | z), shaped like the data."""
         return self.likelihood.mean(self.decoder(z))

@@ -169,6 +169,9 @@ class LMGAE(WAEGP):
     def gate(self, z: Tensor) -> Tensor:
         return z * self.mask  # (B, m)
 
+    def latent_usage(self) -> Tensor:
+        return self.mask.detach()
+
     def used_latent_dims(self) -> Tensor:
         return torch.nonzero(self.mask >= self.mask_threshold).squeeze(1)  # the active dims
 
