@@ -9,17 +9,20 @@ Model and data are chosen by class name (subclass mode), so plugin models and us
 work like built-in ones. The datamodule's ``data_shape`` is linked to the model's. With no
 ``--model``/``--data`` the command trains the quickstart: a VAE on the synthetic data set.
 
-Each run writes to ``runs/<Model>-<Data>/``: TensorBoard logs and the saved config in
-``version_N/``, and ``checkpoints/`` with ``last.ckpt`` and the best checkpoint by ``val/loss``.
-An exception or Ctrl-C saves a checkpoint first, so nothing is lost on a crash.
-The checkpoint folder is shared by the runs of one model and data set, so ``--ckpt_path last``
-resumes the latest of them.
+Each run writes to its own folder ``runs/<Model>-<Data>/version_N/``: TensorBoard logs, the saved
+config, and ``checkpoints/`` with ``last.ckpt`` (:class:`~latentzoo.callbacks.LastCheckpoint`:
+every epoch, every few minutes, on Ctrl-C or a crash; never non-finite weights) and the best
+checkpoint by ``val/loss``. ``--ckpt_path last`` resumes the newest ``last.ckpt`` of that model and
+data set, exactly where it stopped, and says which file it took. A non-finite or exploding loss
+stops the run (:class:`~latentzoo.callbacks.FiniteLossGuard`) with one line and exit status 1.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from jsonargparse import Namespace
@@ -30,6 +33,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from typing_extensions import override
 
 import latentzoo.callbacks  # noqa: F401  (imported so --trainer.callbacks+=FIDCallback resolves)
+from latentzoo.callbacks.checkpoint import LastCheckpoint
+from latentzoo.callbacks.guard import FiniteLossGuard, NonFiniteLossError
 from latentzoo.datamodules import InMemoryDataModule
 from latentzoo.evaluator import evaluator_command
 from latentzoo.zoo import AutoencoderModule, get_model_class, list_models, load_plugins
@@ -48,7 +53,8 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 
 
 class LatentzooCLI(LightningCLI):
-    """LightningCLI with the data shape linked into the model and run folders named per run."""
+    """LightningCLI with the data shape linked into the model, run folders named per run, and
+    the run-keeping callbacks (``last.ckpt``, the finite-loss guard) always on."""
 
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -61,48 +67,81 @@ class LatentzooCLI(LightningCLI):
                 "checkpoint.monitor": "val/loss",
                 "checkpoint.mode": "min",
                 "checkpoint.save_top_k": 1,
-                "checkpoint.save_last": True,
-                "checkpoint.save_on_exception": True,  # a crash or Ctrl-C still updates last.ckpt
+                "checkpoint.save_last": False,  # LastCheckpoint keeps last.ckpt (see its doc)
                 "checkpoint.filename": "epoch{epoch:03d}-step{step}",
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
+        parser.add_lightning_class_args(LastCheckpoint, "last")
+        parser.add_lightning_class_args(FiniteLossGuard, "guard")
 
     @override
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         run_name = f"{_class_name(config.model)}-{_class_name(config.data)}"
         logger = config.trainer.logger
+        save_dir = RUNS_DIR
         if isinstance(logger, Namespace) and logger.get("init_args") is not None:
             args = logger.init_args
             if args.get("name") in (None, "lightning_logs"):
                 args.name = run_name
             save_dir = args.get("save_dir") or RUNS_DIR
-        else:
-            save_dir = RUNS_DIR
-        if config.checkpoint.dirpath is None:
-            config.checkpoint.dirpath = f"{save_dir}/{run_name}/checkpoints"
+        if config.get("ckpt_path") == "last":
+            runs = (
+                Path(save_dir) / run_name
+                if logger
+                else Path(config.trainer.default_root_dir or ".")
+            )
+            config.ckpt_path = str(latest_checkpoint(runs))
+            if _launched_as_rank_zero():
+                print(f"latentzoo: resuming from {config.ckpt_path}", file=sys.stderr)
 
     def after_fit(self) -> None:  # LightningCLI calls after_<subcommand> when it exists
         config = self.config[self.subcommand] if self.subcommand else self.config
-        print_summary(self.trainer, config)
+        log_dir = self.trainer.log_dir  # a broadcast under DDP: every rank must ask
+        print_summary(self.trainer, config, log_dir)
+
+
+def latest_checkpoint(run_dir: Path) -> Path:
+    """The newest ``last.ckpt`` of the runs in ``run_dir`` (``version_*/checkpoints/``).
+
+    Raises:
+        SystemExit: There is none; the message says where it looked.
+    """
+    found = [
+        *run_dir.glob("*/checkpoints/last.ckpt"),
+        *run_dir.glob("checkpoints/last*.ckpt"),  # no logger, or latentzoo 0.1's shared folder
+    ]
+    if not found:
+        raise SystemExit(
+            f"latentzoo: --ckpt_path last: no last.ckpt under {run_dir}/version_*/checkpoints; "
+            f"train first, or pass the checkpoint's path"
+        )
+    return max(found, key=lambda p: p.stat().st_mtime)
 
 
 @rank_zero_only
-def print_summary(trainer: Trainer, config: Namespace) -> None:
-    """What a finished run measured and where it left its files."""
+def print_summary(trainer: Trainer, config: Namespace, log_dir: str | None) -> None:
+    """What a finished run measured and where it left its files, as they are on disk."""
     run = f"{_class_name(config.model)} on {_class_name(config.data)}"
     print(f"\nlatentzoo: {run}, {trainer.current_epoch} epochs, {trainer.global_step} steps")
     scores = {k: float(v) for k, v in sorted(trainer.callback_metrics.items())
               if k.startswith("val/") and v.numel() == 1}  # fmt: skip
     for key, value in scores.items():
         print(f"  {key:<24} {value:.6g}")
-    if trainer.log_dir:
-        print(f"  logs         {trainer.log_dir}")
-    checkpoint = trainer.checkpoint_callback
-    if isinstance(checkpoint, ModelCheckpoint) and checkpoint.dirpath:
-        best = checkpoint.best_model_path or "-"
-        print(f"  checkpoints  {checkpoint.dirpath} (last.ckpt; best by val/loss: {best})")
+    if log_dir:
+        print(f"  logs         {log_dir}")
+    for callback in trainer.callbacks:  # type: ignore[attr-defined]
+        if isinstance(callback, LastCheckpoint) and callback.path is not None:
+            print(f"  last         {callback.path} ({callback.describe_saved()})")
+    best = trainer.checkpoint_callback
+    if isinstance(best, ModelCheckpoint) and best.best_model_path:
+        print(f"  best         {best.best_model_path} (by {best.monitor})")
+
+
+def _launched_as_rank_zero() -> bool:
+    """Whether this process is the one the user started (DDP's launcher sets the ranks' env)."""
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
 def _class_name(namespace: Any) -> str:
@@ -176,8 +215,16 @@ def run(argv: Sequence[str] | None = None) -> LatentzooCLI | None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of the ``latentzoo`` console script and ``python -m latentzoo``."""
-    run(argv)
+    """Entry point of the ``latentzoo`` console script and ``python -m latentzoo``.
+
+    A run stopped by the finite-loss guard ends with its one-line reason and exit status 1.
+    """
+    try:
+        run(argv)
+    except NonFiniteLossError as err:
+        if _launched_as_rank_zero():
+            print(f"latentzoo: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -46,12 +46,13 @@ def test_fit_saves_config_and_checkpoints_then_resumes_from_last(in_tmp: Path) -
     config = yaml.safe_load((run / "version_0" / "config.yaml").read_text())
     assert config["model"]["class_path"].endswith("VAE")
     assert config["data"]["init_args"]["num_train"] == 400
-    ckpts = {p.name for p in (run / "checkpoints").iterdir()}
+    ckpts = {p.name for p in (run / "version_0" / "checkpoints").iterdir()}
     assert "last.ckpt" in ckpts and any(n.startswith("epoch000-") for n in ckpts)
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6
+    last = run / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 6
 
-    main([*common, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
-    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    main([*common, "--trainer.max_epochs", "2", "--ckpt_path", "last"])  # a run of its own
+    state = torch.load(run / "version_1" / "checkpoints" / "last.ckpt", weights_only=False)
     assert state["global_step"] == 12
     with open(run / "version_1" / "metrics.csv") as f:
         steps = [int(row["step"]) for row in csv.DictReader(f) if row.get("train/loss")]
@@ -85,7 +86,7 @@ def test_a_crash_keeps_its_progress_in_last_ckpt(in_tmp: Path) -> None:
     args = ["fit", "--model", "VAE", *SMALL, "--trainer.max_epochs", "3", *crash]
     with pytest.raises(RuntimeError, match="simulated crash at step 8"):
         main(args)
-    last = in_tmp / "runs" / "VAE-Synthetic" / "checkpoints" / "last.ckpt"
+    last = in_tmp / "runs" / "VAE-Synthetic" / "version_0" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["global_step"] == 8  # mid-epoch 2, not epoch 1's 6
 
 
@@ -121,4 +122,5 @@ def test_fit_ends_with_a_summary_of_what_it_measured(in_tmp: Path, capsys) -> No
     out = capsys.readouterr().out
     assert "latentzoo: VAE on Synthetic, 1 epochs" in out
     assert "val/active_dims" in out and "val/loss" in out
-    assert f"{Path('runs') / 'VAE-Synthetic' / 'checkpoints'}" in out
+    last = Path("runs") / "VAE-Synthetic" / "version_0" / "checkpoints" / "last.ckpt"
+    assert f"{last} (step 6, end of epoch 0)" in out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import lightning as L
@@ -26,6 +28,28 @@ class CrashAtStep(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.step:
             raise RuntimeError(f"simulated crash at step {self.step}")
+
+
+class KillAtStep(L.Callback):
+    """SIGKILLs its own process in the middle of training step ``step``, after the forward pass."""
+
+    def __init__(self, step: int = 3) -> None:
+        self.step = step
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class PoisonAtStep(L.Callback):
+    """Puts a NaN into the batch of training step ``step``, as corrupt data would."""
+
+    def __init__(self, step: int = 3) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            batch[0][0].fill_(float("nan"))
 
 
 class BlobImages(InMemoryDataModule):

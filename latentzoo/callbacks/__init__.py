@@ -2,8 +2,10 @@
 diversity, pictures), and what a model samples its latent codes from."""
 
 from latentzoo.callbacks.active_dims import ActiveDims
+from latentzoo.callbacks.checkpoint import LastCheckpoint
 from latentzoo.callbacks.diversity import DiversityCallback
 from latentzoo.callbacks.fid import FIDCallback
+from latentzoo.callbacks.guard import FiniteLossGuard, NonFiniteLossError
 from latentzoo.callbacks.holes import HolesCallback
 from latentzoo.callbacks.latent_sampler import LatentSampler
 from latentzoo.callbacks.samples import SampleImages
@@ -12,7 +14,10 @@ __all__ = [
     "ActiveDims",
     "DiversityCallback",
     "FIDCallback",
+    "FiniteLossGuard",
     "HolesCallback",
+    "LastCheckpoint",
     "LatentSampler",
+    "NonFiniteLossError",
     "SampleImages",
 ]

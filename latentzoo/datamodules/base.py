@@ -25,6 +25,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
+from latentzoo.datamodules.sampler import ResumableSampler
+
 __all__ = ["InMemoryDataModule", "TensorPairDataset"]
 
 
@@ -97,6 +99,7 @@ class InMemoryDataModule(L.LightningDataModule, abc.ABC):
         self.train_set: TensorPairDataset | None = None
         self.val_set: TensorPairDataset | None = None
         self.test_set: TensorPairDataset | None = None
+        self._sampler_state: dict[str, Any] | None = None  # restored, for the next train loader
 
     @property
     @abc.abstractmethod
@@ -123,22 +126,40 @@ class InMemoryDataModule(L.LightningDataModule, abc.ABC):
         if stage in (None, "test", "predict") and self.test_set is None:
             self.test_set = TensorPairDataset(*self.load_split(train=False))
 
-    def _loader(self, dataset: TensorPairDataset | None, shuffle: bool) -> DataLoader:
+    def _loader(
+        self, dataset: TensorPairDataset | None, shuffle: bool, sampler: Any = None
+    ) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for a loader")
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle if sampler is None else None,
+            sampler=sampler,
             drop_last=shuffle,  # equal-sized training batches; evaluation sees every sample
             num_workers=self.num_workers,
             collate_fn=_identity_collate,
             persistent_workers=self.num_workers > 0,
+            generator=torch.Generator(),  # the loader's own seed draws leave the global RNG alone
         )
 
     @override
     def train_dataloader(self) -> TRAIN_DATALOADERS:
-        return self._loader(self.train_set, shuffle=True)
+        """Shuffled full batches in an order a checkpoint restores (:class:`ResumableSampler`)."""
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        sampler = ResumableSampler(
+            self.train_set or [],
+            self.batch_size,
+            shuffle=True,
+            seed=torch.initial_seed() % 2**62,  # follows seed_everything / --seed_everything
+            num_replicas=world,
+            rank=rank,
+        )
+        if self._sampler_state is not None:
+            sampler.resume(self._sampler_state)
+            self._sampler_state = None
+        return self._loader(self.train_set, shuffle=True, sampler=sampler)
 
     @override
     def val_dataloader(self) -> EVAL_DATALOADERS:
@@ -151,6 +172,21 @@ class InMemoryDataModule(L.LightningDataModule, abc.ABC):
     @override
     def predict_dataloader(self) -> EVAL_DATALOADERS:
         return self._loader(self.test_set, shuffle=False)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        """Where the training order stands, saved in every checkpoint (exact resume)."""
+        trainer = self.trainer
+        sampler = getattr(trainer.train_dataloader, "sampler", None) if trainer else None
+        if trainer is None or not isinstance(sampler, ResumableSampler):
+            return {}
+        taken = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        ended = taken >= trainer.num_training_batches
+        return {"train_sampler": sampler.position(taken, ended)}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._sampler_state = state_dict.get("train_sampler")
 
     @override
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
