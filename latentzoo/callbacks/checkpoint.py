@@ -161,7 +161,7 @@ class LastCheckpoint(Checkpoint):
                 self._warned_nonfinite = True
             return
         tmp = self.path.with_name(f".{LAST_NAME}.part")
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)
         if trainer.is_global_zero:
             os.replace(tmp, self.path)  # atomic: a kill leaves the old file or the new one
         trainer.strategy.barrier("latentzoo_last_checkpoint")
