@@ -43,6 +43,9 @@ term of :meth:`LMGAE.mask_loss`:
   1 / (2 sigma^2), hence the smaller defaults (3 and 1, tuned on the synthetic data).
 
 A dimension counts as active when m_j >= ``mask_threshold`` (0.1, the authors').
+
+(1)-(4) are the four phases of :meth:`LMGAE.phases`, run in turn on every batch by the engine in
+:mod:`latentzoo.zoo.phases`; a batch is one ``global_step`` however many critic steps it takes.
 """
 
 from __future__ import annotations
