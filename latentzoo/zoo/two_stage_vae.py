@@ -213,7 +213,7 @@ class TwoStageVAE(VAE, PhasedAutoencoder):
     @override
     def end_batch(self, terms: dict[str, Tensor], logged: bool) -> None:
         if logged:
-            self.log("train/stage", float(self.stage), batch_size=1)
+            self.log("train/stage", float(self.stage))
 
     @override
     def on_train_epoch_end(self) -> None:

@@ -117,3 +117,34 @@ def test_bad_phase_declarations_are_refused() -> None:
         model.configure_optimizers()
     with pytest.raises(ValueError, match="trained by its phases"):
         model.automatic_optimization = True
+
+
+@pytest.mark.parametrize(
+    ("accelerator", "precision"),
+    [
+        pytest.param("cpu", "bf16-mixed", id="cpu-bf16"),
+        pytest.param(
+            "cuda",
+            "16-mixed",  # a GradScaler steps and updates once per optimizer step
+            id="cuda-fp16-scaler",
+            marks=[
+                pytest.mark.gpu,
+                pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+            ],
+        ),
+    ],
+)
+@pytest.mark.parametrize("name", ["WAEGP", "VAEGAN", "TwoStageVAE"])
+def test_one_global_step_per_batch_under_a_precision_plugin(
+    name: str, accelerator: str, precision: str
+) -> None:
+    model = create_model(name, data_shape=(8,), latent_dim=2, width=4, **EXTRA.get(name, {}))
+    before = [p.detach().clone() for p in model.parameters()]
+    count = CountSteps()
+    t = trainer(max_steps=5, callbacks=[count], accelerator=accelerator, precision=precision)
+    t.fit(model, flat_data())
+    assert count.batches == 5 and t.global_step == 5
+    assert count.steps == [STEPS_PER_BATCH[name]] * 5
+    after = [p.detach().cpu() for p in model.parameters()]
+    assert all(torch.isfinite(p).all() for p in after)
+    assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
