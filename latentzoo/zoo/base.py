@@ -1,19 +1,28 @@
-"""``AutoencoderModule``: what every zoo model is, and the steps they share.
+"""``AutoencoderModule``: what every zoo model is, the steps they share, and the model interface.
 
 Every model maps data x to a latent code z (``encode``), z back to data (``decode``), and draws
-new data (``sample``). Callbacks and metrics rely on these four methods and nothing else, so a
-model written by subclassing is measured like a built-in one.
+new data (``sample``). Callbacks and metrics rely on the methods listed here and nothing else, so
+a model written by subclassing is measured like a built-in one:
+
+- ``encode(x)`` -> (B, latent_dim): the deterministic code (a posterior's mean).
+- ``posterior(x)`` -> (mean, log-variance or None): q(z|x); None for deterministic encoders.
+- ``decode(z)`` -> the mean of p(x|z), shaped like the data (LMGAE masks z here).
+- ``reconstruct(x)`` = ``decode(encode(x))``.
+- ``sample(n)`` -> (n, *data_shape) = ``decode(sample_latent(n))``.
+- ``sample_latent(n)``: codes from the attached sampler if any, else ``sample_prior(n)``.
+- ``sample_prior(n)``: draws from the model's own prior p(z) (N(0, I) unless overridden; the
+  2-stage VAE's goes through its second stage).
+- ``set_latent_sampler(sampler)`` / ``latent_sampler``: attach or read a :class:`CodeSampler`
+  (e.g. a Gaussian mixture fitted to the training codes; None: back to the prior).
+- ``used_latent_dims()``: the coordinates the decoder uses (None: all); ``latent_usage()``: the
+  model's own per-coordinate gate in [0, 1] (None: it has none).
 
 A subclass builds its networks in ``__init__`` with :meth:`build_encoder` / :meth:`build_decoder`
 (override those two to swap architectures) and returns its loss terms from
 :meth:`compute_losses`; the shared steps log each term under ``train/``, ``val/`` and ``test/``.
-Adversarial models turn ``automatic_optimization`` off and override ``training_step`` only.
-
-Where the latent codes of ``sample`` come from is pluggable: ``sample_latent`` draws from an
-attached :class:`CodeSampler` when one is set (:meth:`AutoencoderModule.set_latent_sampler`, e.g.
-a Gaussian mixture fitted to the training codes) and from the model's prior
-(:meth:`AutoencoderModule.sample_prior`) otherwise. Codes always go through ``decode``, so what a
-model does there (LMGAE's mask) applies to every sampler.
+Models trained by several optimizers subclass :class:`latentzoo.zoo.phases.PhasedAutoencoder`
+and declare phases instead of writing a ``training_step``. In every model one training batch
+advances ``trainer.global_step`` by exactly one.
 """
 
 from __future__ import annotations
@@ -23,8 +32,8 @@ from typing import Any, Protocol
 
 import lightning as L
 import torch
-from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from typing_extensions import override
 
 from latentzoo.zoo import nets
@@ -163,25 +172,29 @@ class AutoencoderModule(L.LightningModule):
                 f"data_shape (the CLI links it for you)"
             )
 
-    def _logger_writes_this_step(self) -> bool:
-        """Whether the loggers record this training step (every ``log_every_n_steps``).
+    def logger_writes_this_step(self) -> bool:
+        """Whether a training step should log every loss term, or only ``train/loss``.
 
-        Each ``self.log`` costs Lightning ~0.8 ms per key and step on a CPU; terms logged on the
-        steps in between are never written, so only the loss (for the progress bar) is logged
-        on every step. Lightning writes when (global_step + 1) is a multiple of the interval.
+        Each ``self.log`` costs Lightning ~0.8 ms per key and step on a CPU, and terms logged on
+        the steps the loggers skip are never written; so the terms are logged when the loggers
+        write (every ``log_every_n_steps`` batches: when global_step + 1, taken before the
+        batch's step, is a multiple of it) and on the last batch of an epoch or of ``max_steps``,
+        so that ``trainer.callback_metrics`` hold them when training stops. ``train/loss`` (the
+        progress bar's) is logged on every step. Call it before the batch's optimizer step.
         """
         trainer = self._trainer
         every = int(getattr(trainer, "log_every_n_steps", 1))  # set by Trainer.__init__
         if trainer is None or every <= 1:
             return True
-        return (trainer.global_step + 1) % every == 0
+        step = trainer.global_step + 1
+        return step % every == 0 or step == trainer.max_steps or trainer.is_last_batch
 
     def _shared_step(self, batch: Any, stage: str) -> Tensor:
         x = batch[0]
         self.check_batch(x)
         losses = self.compute_losses(x)
         on_step = stage == "train"
-        if not on_step or self._logger_writes_this_step():
+        if not on_step or self.logger_writes_this_step():
             self.log_dict(
                 {f"{stage}/{k}": v.detach() for k, v in losses.items() if k != "loss"},
                 on_step=on_step,
@@ -223,19 +236,19 @@ class AutoencoderModule(L.LightningModule):
 
     # -- multi-process training -------------------------------------------------------------------
     @override
-    def setup(self, stage: str) -> None:
+    def on_fit_start(self) -> None:
         """Refuse DDP without ``find_unused_parameters`` for manual-optimization models.
 
         Each optimizer's backward of an adversarial (or staged) model leaves the other networks'
         parameters without gradients, which plain DDP takes for a bug and stops on at the first
-        step, after the data and workers are set up; say so before.
+        step; say so before any data is loaded. The strategy has wrapped the model by now, so the
+        wrapper's own setting is read. Subclasses that override this hook call ``super()``.
         """
-        strategy = self.trainer.strategy
+        wrapped = self.trainer.strategy.model
         if (
-            stage == "fit"
-            and not self.automatic_optimization
-            and isinstance(strategy, DDPStrategy)
-            and not strategy._ddp_kwargs.get("find_unused_parameters", False)
+            not self.automatic_optimization
+            and isinstance(wrapped, DistributedDataParallel)
+            and not wrapped.find_unused_parameters
         ):
             raise ValueError(
                 f"{type(self).__name__} steps several optimizers, each on part of its "

@@ -14,7 +14,7 @@ coordinates, which the 2-stage VAE needs.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,7 @@ __all__ = [
     "GaussianLearned",
     "Likelihood",
     "LikelihoodName",
+    "adam_with_gamma",
     "make_likelihood",
 ]
 
@@ -176,3 +177,19 @@ def make_likelihood(name: LikelihoodName, sigma: float = 0.1) -> Likelihood:
     if name not in LIKELIHOODS:
         raise ValueError(f"unknown likelihood {name!r}; choose one of {sorted(LIKELIHOODS)}")
     return GaussianFixed(sigma) if name == "gaussian_fixed" else LIKELIHOODS[name]()
+
+
+def adam_with_gamma(module: nn.Module, lr: float, gamma_lr: float) -> torch.optim.Adam:
+    """Adam over ``module``'s parameters, with ``gamma_lr`` for its :class:`GaussianGamma` ones.
+
+    gamma is one number on a log-like scale (softplus(raw) ~ exp(raw) for small gamma) and Adam
+    moves a parameter by about its learning rate per step, so at a net's lr of 1e-3 gamma needs
+    thousands of steps to fall from 1 to the data's squared error; its own, larger rate lets it
+    track the reconstruction error within the first epoch. The gammas are found by type, so a
+    module holding several (the 2-stage VAE) or naming them otherwise is handled alike.
+    """
+    gamma = [p for m in module.modules() if isinstance(m, GaussianGamma) for p in m.parameters()]
+    ids = {id(p) for p in gamma}
+    rest = [p for p in module.parameters() if id(p) not in ids]
+    groups: list[dict[str, Any]] = [{"params": rest}, {"params": gamma, "lr": gamma_lr}]
+    return torch.optim.Adam(groups, lr=lr)

@@ -43,6 +43,9 @@ term of :meth:`LMGAE.mask_loss`:
   1 / (2 sigma^2), hence the smaller defaults (3 and 1, tuned on the synthetic data).
 
 A dimension counts as active when m_j >= ``mask_threshold`` (0.1, the authors').
+
+(1)-(4) are the four phases of :meth:`LMGAE.phases`, run in turn on every batch by the engine in
+:mod:`latentzoo.zoo.phases`; a batch is one ``global_step`` however many critic steps it takes.
 """
 
 from __future__ import annotations
@@ -54,8 +57,9 @@ import torch
 from torch import Tensor, nn
 
 from latentzoo.zoo.likelihoods import LikelihoodName
+from latentzoo.zoo.phases import Phase
 from latentzoo.zoo.registry import register_model
-from latentzoo.zoo.wae_gp import WAEGP, Phase
+from latentzoo.zoo.wae_gp import WAEGP
 
 __all__ = ["LMGAE"]
 
@@ -110,16 +114,16 @@ class LMGAE(WAEGP):
         lr: float = 5e-4,
     ) -> None:
         super().__init__(
-            data_shape,
-            latent_dim,
-            likelihood,
-            decoder_sigma,
-            reg_weight,
-            gp_weight,
-            n_critic,
-            critic_lr,
-            width,
-            lr,
+            data_shape=data_shape,
+            latent_dim=latent_dim,
+            likelihood=likelihood,
+            decoder_sigma=decoder_sigma,
+            reg_weight=reg_weight,
+            gp_weight=gp_weight,
+            n_critic=n_critic,
+            critic_lr=critic_lr,
+            width=width,
+            lr=lr,
         )
         if not 0 < mask_init < 1 or not 0 < mask_threshold < 1:
             raise ValueError(
@@ -152,7 +156,9 @@ class LMGAE(WAEGP):
         self.binarize_doubling_steps = binarize_doubling_steps
         # v with m = 1 - exp(-v); (latent_dim,)
         self.mask_param = nn.Parameter(torch.full((latent_dim,), -math.log(1 - mask_init)))
-        # Batches trained, for the c_t schedule; a buffer so that it resumes from checkpoints.
+        # Batches trained (mask steps, one a batch), for the c_t and gamma_t schedules; a buffer so
+        # that it resumes from checkpoints, including those written before one global_step
+        # meant one batch.
         self.register_buffer("mask_steps", torch.zeros((), dtype=torch.long))
 
     # -- the mask ---------------------------------------------------------------------------------

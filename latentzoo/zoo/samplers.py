@@ -9,7 +9,8 @@ samples. Two remedies fit a density to the codes after (or beside) training and 
   of the training set, :class:`GaussianMixture`.
 - Dai & Wipf 2019, "Diagnosing and enhancing VAE models", sec. 4: a second, small VAE with a
   learned decoder variance gamma trained on the codes u ~ q(u|x); sampling goes
-  z ~ N(0, I) -> second decoder -> u, :class:`SecondStage`.
+  z ~ N(0, I) -> second decoder -> u, :class:`SecondStage`. That VAE, :class:`SecondStageVAE`,
+  is also the prior of :class:`latentzoo.zoo.TwoStageVAE`, which trains it inside its own fit.
 
 Each sampler is an ``nn.Module`` whose buffers/parameters hold its fitted state (so it is saved
 and restored with ``state_dict``), sized at construction from the code dimension. They are
@@ -20,34 +21,16 @@ attached to a model with :meth:`AutoencoderModule.set_latent_sampler`, usually b
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from latentzoo.zoo.vae import VAE
+from latentzoo.zoo.likelihoods import adam_with_gamma
+from latentzoo.zoo.vae import VAE, reparameterize
 
-__all__ = ["FittedSampler", "GaussianMixture", "SecondStage", "StandardNormal", "adam_with_gamma"]
-
-
-def adam_with_gamma(module: nn.Module, lr: float, gamma_lr: float) -> torch.optim.Adam:
-    """Adam over ``module``'s parameters, with ``gamma_lr`` for learned variances gamma.
-
-    gamma is one number on a log-like scale (softplus(raw) ~ exp(raw) for small gamma) and Adam
-    moves a parameter by about its learning rate per step, so at a net's lr of 1e-3 gamma needs
-    thousands of steps to fall from 1 to the data's squared error; its own, larger rate lets it
-    track the reconstruction error within the first epoch.
-    """
-    gamma: list[Tensor] = []
-    rest: list[Tensor] = []
-    for name, p in module.named_parameters():
-        if name.endswith("likelihood.raw"):
-            gamma.append(p)
-        else:
-            rest.append(p)
-    groups: list[dict[str, Any]] = [{"params": rest}, {"params": gamma, "lr": gamma_lr}]
-    return torch.optim.Adam(groups, lr=lr)
+__all__ = ["FittedSampler", "GaussianMixture", "SecondStage", "SecondStageVAE", "StandardNormal"]
 
 
 class FittedSampler(nn.Module):
@@ -185,8 +168,39 @@ class GaussianMixture(FittedSampler):
         return (self.means[comp] + (self.scale_tril[comp] @ eps).squeeze(-1)).float()
 
 
+class SecondStageVAE(VAE):
+    """Dai & Wipf's second stage: a VAE with learned gamma whose data are codes u ~ q(u|x).
+
+    Its data and latent dimension are both the code dimension ``dim``, as in the paper, its nets
+    MLPs of ``4 * width`` units. :class:`SecondStage` fits one to a trained model's codes;
+    :class:`latentzoo.zoo.TwoStageVAE` trains one as its stage 2.
+
+    Args:
+        dim: Code dimension.
+        width: Width of its MLPs.
+        lr: Adam's learning rate.
+        gamma_lr: Adam's learning rate for gamma (see :func:`adam_with_gamma`).
+    """
+
+    def __init__(self, dim: int, width: int = 64, lr: float = 1e-3, gamma_lr: float = 1e-2) -> None:
+        super().__init__(
+            data_shape=(dim,), latent_dim=dim, likelihood="gaussian_gamma", width=width, lr=lr
+        )
+        self.gamma_lr = gamma_lr
+
+    def code_losses(self, mu: Tensor, logvar: Tensor | None = None) -> dict[str, Tensor]:
+        """The negative ELBO on codes u = mu + sigma * eps ~ q(u|x) (u = mu when no logvar)."""
+        u = mu if logvar is None else reparameterize(mu, logvar)  # (B, dim)
+        losses = self.compute_losses(u.detach())
+        losses["gamma"] = self.likelihood.gamma.detach()  # type: ignore[operator]
+        return losses
+
+    def configure_optimizers(self) -> torch.optim.Adam:
+        return adam_with_gamma(self, self.lr, self.gamma_lr)
+
+
 class SecondStage(FittedSampler):
-    """Dai & Wipf's second stage: a small :class:`VAE` with learned gamma on the codes.
+    """Dai & Wipf's second stage as a sampler: a :class:`SecondStageVAE` fitted to the codes.
 
     ``fit`` trains it with Adam for ``epochs`` passes over the codes; a code of a stochastic
     encoder is redrawn u = mu + sigma * eps at every pass, as the paper trains on u ~ q(u|x).
@@ -197,7 +211,8 @@ class SecondStage(FittedSampler):
         width: Width of its MLPs (``4 * width`` units per hidden layer).
         epochs: Passes over the codes.
         lr: Adam's learning rate.
-        gamma_lr: Adam's learning rate for gamma (see :func:`adam_with_gamma`).
+        gamma_lr: Adam's learning rate for gamma (see
+            :func:`latentzoo.zoo.likelihoods.adam_with_gamma`).
         batch_size: Codes per step.
         seed: Seed of the initialisation and the shuffling.
     """
@@ -215,27 +230,25 @@ class SecondStage(FittedSampler):
         super().__init__(dim)
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
-        self.epochs, self.lr, self.gamma_lr = epochs, lr, gamma_lr
-        self.batch_size, self.seed = batch_size, seed
+        self.epochs, self.batch_size, self.seed = epochs, batch_size, seed
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            self.vae = VAE(
-                data_shape=(dim,), latent_dim=dim, likelihood="gaussian_gamma", width=width, lr=lr
-            )
+            self.vae = SecondStageVAE(dim, width, lr, gamma_lr)
 
     @torch.enable_grad()
     def fit(self, mu: Tensor, logvar: Tensor | None = None) -> None:
         self._check_codes(mu, min_n=2)
         device = next(self.vae.parameters()).device
         mu = mu.detach().to(device)
-        std = None if logvar is None else torch.exp(0.5 * logvar.detach().to(device))
-        opt = adam_with_gamma(self.vae, self.lr, self.gamma_lr)
+        logvar = None if logvar is None else logvar.detach().to(device)
+        opt = self.vae.configure_optimizers()
         gen = torch.Generator().manual_seed(self.seed)
         self.vae.train()
         for _ in tqdm(range(self.epochs), desc="second stage", leave=False):
             for idx in torch.randperm(len(mu), generator=gen).split(self.batch_size):
-                u = mu[idx] if std is None else mu[idx] + std[idx] * torch.randn_like(mu[idx])
-                loss = self.vae.compute_losses(u)["loss"]
+                loss = self.vae.code_losses(mu[idx], None if logvar is None else logvar[idx])[
+                    "loss"
+                ]
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

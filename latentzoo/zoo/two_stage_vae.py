@@ -10,27 +10,31 @@ N(0, I) (Theorem 2 applied to r = kappa = latent_dim), so sampling goes
 
     z ~ N(0, I) -> u = stage-2 decoder mean(z) -> x = stage-1 decoder mean(u).
 
-Both stages train in one ``fit``: epochs ``[0, stage1_epochs)`` step stage 1's optimizer, the
-next ``stage2_epochs`` step stage 2's, and training stops after both. The stage is a function of
-the epoch counter, so a checkpoint from either stage resumes in that stage with both optimizers'
-states. ``stage1_checkpoint`` trains stage 2 alone on the stage 1 of another run.
+Both stages train in one ``fit``, as two phases of the engine in :mod:`latentzoo.zoo.phases`
+whose ``active`` rule is the epoch: epochs ``[0, stage1_epochs)`` step stage 1's optimizer, the
+next ``stage2_epochs`` step stage 2's, and training stops after both. Every batch is one
+``global_step`` in either stage. The stage is a function of the epoch counter, so a checkpoint
+from either stage resumes in that stage with both optimizers' states. ``stage1_checkpoint``
+trains stage 2 alone on the stage 1 of another run. Stage 2 is the same
+:class:`~latentzoo.zoo.samplers.SecondStageVAE` that the ``two_stage`` latent sampler fits after
+training.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from functools import partial
 
 import torch
-from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.utilities import rank_zero_warn
-from torch import Tensor
+from torch import Tensor, nn
 from typing_extensions import override
 
-from latentzoo.zoo.likelihoods import GaussianGamma
+from latentzoo.zoo.likelihoods import GaussianGamma, adam_with_gamma
+from latentzoo.zoo.phases import Phase, PhasedAutoencoder
 from latentzoo.zoo.registry import register_model
-from latentzoo.zoo.samplers import adam_with_gamma
-from latentzoo.zoo.vae import VAE, reparameterize
+from latentzoo.zoo.samplers import SecondStageVAE
+from latentzoo.zoo.vae import VAE
 
 __all__ = ["TwoStageVAE"]
 
@@ -38,7 +42,7 @@ _STAGE1_PREFIXES = ("encoder.", "decoder.", "likelihood.")
 
 
 @register_model
-class TwoStageVAE(VAE):
+class TwoStageVAE(VAE, PhasedAutoencoder):
     """VAE with learned decoder variance and a second-stage VAE as its prior.
 
     Args:
@@ -54,7 +58,7 @@ class TwoStageVAE(VAE):
             ``likelihood="gaussian_gamma"`` and the same shape) whose stage 1 is loaded at the
             start of ``fit``; stage 1 is then not trained and stage 2 starts at epoch 0.
         gamma_lr: Adam's learning rate for both stages' gamma (see
-            :func:`latentzoo.zoo.samplers.adam_with_gamma`).
+            :func:`latentzoo.zoo.likelihoods.adam_with_gamma`).
         width: See :class:`AutoencoderModule` (stage 1's nets).
         lr: Adam's learning rate for stage 1.
     """
@@ -74,7 +78,14 @@ class TwoStageVAE(VAE):
         width: int = 32,
         lr: float = 1e-3,
     ) -> None:
-        super().__init__(data_shape, latent_dim, "gaussian_gamma", 0.1, width, lr)
+        super().__init__(
+            data_shape=data_shape,
+            latent_dim=latent_dim,
+            likelihood="gaussian_gamma",
+            decoder_sigma=0.1,
+            width=width,
+            lr=lr,
+        )
         if stage2_epochs < 1 or stage1_epochs < 0:
             raise ValueError(
                 f"need stage1_epochs >= 0 and stage2_epochs >= 1, got {stage1_epochs}, "
@@ -90,14 +101,7 @@ class TwoStageVAE(VAE):
         self.stage2_lr = stage2_lr
         self.gamma_lr = gamma_lr
         self.stage1_checkpoint = stage1_checkpoint
-        self.stage2 = VAE(
-            data_shape=(latent_dim,),
-            latent_dim=latent_dim,
-            likelihood="gaussian_gamma",
-            width=stage2_width,
-            lr=stage2_lr,
-        )
-        self.automatic_optimization = False
+        self.stage2 = SecondStageVAE(latent_dim, stage2_width, stage2_lr, gamma_lr)
 
     # -- stages -----------------------------------------------------------------------------------
     @property
@@ -127,13 +131,12 @@ class TwoStageVAE(VAE):
 
     # -- losses -----------------------------------------------------------------------------------
     def stage2_losses(self, x: Tensor) -> dict[str, Tensor]:
-        """Stage 2's negative ELBO on u ~ q(u|x) of the frozen stage 1."""
+        """Stage 2's negative ELBO (``loss``) on u ~ q(u|x) of the frozen stage 1, its terms
+        prefixed ``stage2_``."""
         with torch.no_grad():
             mu, logvar = self.posterior(x)
-            u = reparameterize(mu, logvar)  # (B, latent_dim)
-        losses = self.stage2.compute_losses(u)
-        losses["gamma"] = self.stage2.likelihood.gamma.detach()  # type: ignore[operator]
-        return {f"stage2_{k}": v for k, v in losses.items()}
+        losses = self.stage2.code_losses(mu, logvar)
+        return {k if k == "loss" else f"stage2_{k}": v for k, v in losses.items()}
 
     def stage1_losses(self, x: Tensor) -> dict[str, Tensor]:
         """Stage 1's negative ELBO on x (the VAE's terms) and its gamma."""
@@ -146,11 +149,17 @@ class TwoStageVAE(VAE):
         """Both stages' terms; ``loss`` is their sum (the stages share no parameters)."""
         stage1 = self.stage1_losses(x)
         stage2 = self.stage2_losses(x)
-        return {**stage1, **stage2, "loss": stage1["loss"] + stage2["stage2_loss"]}
+        return {
+            **stage1,
+            **{k: v for k, v in stage2.items() if k != "loss"},
+            "stage2_loss": stage2["loss"],
+            "loss": stage1["loss"] + stage2["loss"],
+        }
 
     # -- training ---------------------------------------------------------------------------------
     @override
     def on_fit_start(self) -> None:
+        super().on_fit_start()
         # After the weights of a resumed run are restored (they hold the stage 1 already; its
         # file may be gone) and before the first step.
         if self.stage1_checkpoint is not None and self.trainer.ckpt_path is None:
@@ -167,38 +176,46 @@ class TwoStageVAE(VAE):
                 f"{self.stage1_epochs} + {self.stage2_epochs} epochs; set max_epochs={total}"
             )
 
+    def stage1_modules(self) -> nn.ModuleDict:
+        """Encoder, decoder and gamma: what stage 1 trains."""
+        return nn.ModuleDict(
+            {"encoder": self.encoder, "decoder": self.decoder, "likelihood": self.likelihood}
+        )
+
     @override
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        x = batch[0]
-        self.check_batch(x)
-        opt1, opt2 = cast(list[LightningOptimizer], self.optimizers())
-        if self.stage == 1:
-            losses = self.stage1_losses(x)
-            opt, loss = opt1, losses["loss"]
-        else:
+    def phases(self) -> list[Phase]:
+        """Stage 1, then stage 2, each with Adam (gamma at ``gamma_lr``), active by epoch."""
+        adam = partial(adam_with_gamma, gamma_lr=self.gamma_lr)
+        return [
+            Phase(
+                "stage1",
+                self.stage1_losses,
+                self.stage1_modules(),
+                self.lr,
+                optimizer=adam,
+                active=lambda: self.stage == 1,
+            ),
+            Phase(
+                "stage2",
+                self.stage2_losses,
+                self.stage2,
+                self.stage2_lr,
+                optimizer=adam,
+                active=lambda: self.stage == 2,
+            ),
+        ]
+
+    @override
+    def begin_batch(self, x: Tensor) -> None:
+        if self.stage == 2:
             self.encoder.eval()  # stage 1 is frozen, its batch-norm statistics included
-            losses = self.stage2_losses(x)
-            opt, loss = opt2, losses["stage2_loss"]
-        opt.zero_grad()
-        self.manual_backward(loss)
-        opt.step()
-        logged = {f"train/{k}": v.detach() for k, v in losses.items() if k != "loss"}
-        self.log_dict(logged, batch_size=len(x))
-        self.log("train/stage", float(self.stage), batch_size=len(x))
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(x))
-        return loss
+
+    @override
+    def end_batch(self, terms: dict[str, Tensor], logged: bool) -> None:
+        if logged:
+            self.log("train/stage", float(self.stage))
 
     @override
     def on_train_epoch_end(self) -> None:
         if self.current_epoch + 1 >= self.stage1_epochs + self.stage2_epochs:
             self.trainer.should_stop = True
-
-    @override
-    def configure_optimizers(self) -> Any:
-        stage1 = torch.nn.ModuleDict(
-            {"encoder": self.encoder, "decoder": self.decoder, "likelihood": self.likelihood}
-        )
-        return [
-            adam_with_gamma(stage1, self.lr, self.gamma_lr),
-            adam_with_gamma(self.stage2, self.stage2_lr, self.gamma_lr),
-        ]

@@ -14,11 +14,13 @@ sample. Algorithm 1 updates each network on its own objective, all at the same p
     theta_Dec <- -grad (gamma * L_llike - L_GAN)
     theta_Dis <- -grad (-L_GAN)    (the discriminator maximises L_GAN)
 
-Each gradient comes from its own forward pass with only that network's parameters requiring grad
-(``toggled_optimizer``), and the three steps follow; with the noise (eps of z ~ q(z|x), and z_p)
-drawn once per batch, the three passes compute the same terms as one would, so the gradients are
-Algorithm 1's. One graph with three ``backward(inputs=...)`` calls would cost one forward, but DDP
-cannot reduce gradients of a backward restricted to part of the parameters. Batch-norm running
+The three updates are phases of the engine in :mod:`latentzoo.zoo.phases` with ``simultaneous =
+True``: each gradient comes from its own forward pass with only that network's parameters
+requiring grad (``toggled_optimizer``), and the three steps follow; with the noise (eps of
+z ~ q(z|x), and z_p) drawn once per batch in ``begin_batch``, the three passes compute the same
+terms as one would, so the gradients are Algorithm 1's. One batch is one ``global_step``. One
+graph with three ``backward(inputs=...)`` calls would cost one forward, but DDP cannot reduce
+gradients of a backward restricted to part of the parameters. Batch-norm running
 statistics see the batch three times per step.
 
 gamma weighs content (L_llike) against style (L_GAN) in the decoder's update (sec. 2.3); the
@@ -34,18 +36,17 @@ warns once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
 from latentzoo.zoo import nets
 from latentzoo.zoo.likelihoods import LikelihoodName
+from latentzoo.zoo.phases import Phase, PhasedAutoencoder
 from latentzoo.zoo.registry import register_model
 from latentzoo.zoo.vae import VAE, kl_standard_normal, reparameterize
 
@@ -53,7 +54,7 @@ __all__ = ["VAEGAN"]
 
 
 @register_model
-class VAEGAN(VAE):
+class VAEGAN(VAE, PhasedAutoencoder):
     """VAE with a discriminator-feature reconstruction loss and GAN terms.
 
     The decoder's output is squashed by a sigmoid for images (data in [0, 1]) and left as is for
@@ -70,6 +71,7 @@ class VAEGAN(VAE):
     """
 
     dis_win_streak: Tensor  # consecutive steps the discriminator has won, a long scalar
+    simultaneous = True  # Algorithm 1: every gradient at the same parameters, then the steps
 
     def __init__(
         self,
@@ -84,7 +86,14 @@ class VAEGAN(VAE):
         output: LikelihoodName = (
             "bernoulli" if len(data_shape) == 3 else "gaussian_fixed"
         )  # sigmoid / identity
-        super().__init__(data_shape, latent_dim, output, 1.0, width, lr)
+        super().__init__(
+            data_shape=data_shape,
+            latent_dim=latent_dim,
+            likelihood=output,
+            decoder_sigma=1.0,
+            width=width,
+            lr=lr,
+        )
         if gamma < 0 or dis_win_loss <= 0 or dis_win_steps < 1:
             raise ValueError(
                 f"need gamma >= 0, dis_win_loss > 0 and dis_win_steps >= 1, got {gamma}, "
@@ -96,7 +105,7 @@ class VAEGAN(VAE):
         self.discriminator = self.build_encoder(1)
         self.register_buffer("dis_win_streak", torch.zeros((), dtype=torch.long))
         self._warned_collapse = False
-        self.automatic_optimization = False
+        self._noise: tuple[Tensor, Tensor] | None = None  # this batch's, from begin_batch
 
     def discriminate(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Dis_l(x), (B, F), the last hidden layer, and Dis's logit, (B,)."""
@@ -147,6 +156,7 @@ class VAEGAN(VAE):
             "recon": recon,
             "enc": kl + llike,
             "dec": self.gamma * llike + gen,
+            "objective": kl + llike + gen,  # eq. (9) from the generator's side: train/loss
         }
 
     @override
@@ -154,8 +164,8 @@ class VAEGAN(VAE):
         """``loss`` = L_prior + L_llike + generator term (eq. (9) from the generator's side)."""
         t = self.terms(x)
         return {
-            "loss": t["kl"] + t["llike"] + t["gen"],
-            **{k: t[k] for k in ("kl", "llike", "gen", "dis", "recon")},
+            "loss": t["objective"],
+            **{k: t[k] for k in _LOGGED if k != "objective"},
         }
 
     def parameter_groups(self) -> tuple[list[nn.Parameter], ...]:
@@ -163,35 +173,49 @@ class VAEGAN(VAE):
         dec = [*self.decoder.parameters(), *self.likelihood.parameters()]
         return list(self.encoder.parameters()), dec, list(self.discriminator.parameters())
 
+    # -- training: Algorithm 1 as three simultaneous phases ------------------------------------
     @override
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        x = batch[0]
-        self.check_batch(x)
-        opts = cast(list[LightningOptimizer], self.optimizers())
-        noise = self.draw_noise(x)
-        for opt, key in zip(opts, ("enc", "dec", "dis"), strict=True):
-            with self.toggled_optimizer(opt):  # only this network's parameters require grad
-                t = self.terms(x, noise)
-                opt.zero_grad()
-                self.manual_backward(t[key])
-        for opt in opts:  # Algorithm 1's simultaneous update: every gradient is taken first
-            opt.step()
-        self._watch_discriminator(t["dis"].detach())
-        logged = {k: v.detach() for k, v in t.items() if k not in ("enc", "dec")}
-        self.log_dict({f"train/{k}": v for k, v in logged.items()}, batch_size=len(x))
-        loss = (t["kl"] + t["llike"] + t["gen"]).detach()
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
+    def begin_batch(self, x: Tensor) -> None:
+        self._noise = self.draw_noise(x)  # once per batch: the three passes share it
+
+    def _objective(
+        self, key: str, monitored: bool = False
+    ) -> Callable[[Tensor], dict[str, Tensor]]:
+        """A phase loss: the objective ``key`` of :meth:`terms` as ``"loss"``.
+
+        With ``monitored``, also the terms to log; one phase suffices, since all three see the
+        same parameters and noise.
+        """
+
+        def loss(x: Tensor) -> dict[str, Tensor]:
+            t = self.terms(x, self._noise)
+            return {"loss": t[key], **({k: t[k] for k in _LOGGED} if monitored else {})}
+
         return loss
 
-    def _watch_discriminator(self, dis: Tensor) -> None:
+    @override
+    def phases(self) -> list[Phase]:
+        enc, dec, dis = self.parameter_groups()
+        return [
+            Phase("encoder", self._objective("enc", True), enc, self.lr, headline="objective"),
+            Phase("decoder", self._objective("dec"), dec, self.lr),
+            Phase("discriminator", self._objective("dis"), dis, self.lr),
+        ]
+
+    @override
+    def end_batch(self, terms: dict[str, Tensor], logged: bool) -> None:
+        self._noise = None
+        self._watch_discriminator(terms["dis"], logged)
+
+    def _watch_discriminator(self, dis: Tensor, logged: bool) -> None:
         won = dis < self.dis_win_loss
         self.dis_win_streak.copy_(torch.where(won, self.dis_win_streak + 1, 0))
         collapsed = (self.dis_win_streak >= self.dis_win_steps).float()
-        self.log("train/dis_win_streak", self.dis_win_streak.float())
+        if logged:
+            self.log("train/dis_win_streak", self.dis_win_streak.float())
         self.log("train/dis_collapsed", collapsed, prog_bar=True)
         # Reading the flag costs a device sync, so only as often as the logger writes.
-        every = getattr(self._trainer, "log_every_n_steps", 1)
-        if not self._warned_collapse and self.global_step % every == 0 and bool(collapsed):
+        if not self._warned_collapse and logged and bool(collapsed):
             self._warned_collapse = True
             rank_zero_warn(
                 f"VAEGAN's discriminator loss has stayed below {self.dis_win_loss} for "
@@ -199,9 +223,8 @@ class VAEGAN(VAE):
                 f"from it. Lower lr, raise gamma, or shrink the discriminator's width."
             )
 
-    @override
-    def configure_optimizers(self) -> Any:
-        return [torch.optim.RMSprop(p, lr=self.lr) for p in self.parameter_groups()]
+
+_LOGGED = ("kl", "llike", "gen", "dis", "recon", "objective")
 
 
 def _bce(logits: Tensor, target: float) -> Tensor:

@@ -22,27 +22,26 @@ estimate went negative (pointing the wrong way) and the sample Fréchet distance
 and 23 while reconstructions were steady. With equal rates the variance stays within 0.8-1.1.
 This is the two time-scale rule of Heusel et al. 2017: the critic must not lag the generator.
 
-Training is a list of :class:`Phase` objects, one optimizer each, stepped in turn on every batch
-(Lightning's manual optimization). Subclasses change a term (:meth:`WAEGP.gate`,
-:meth:`WAEGP.autoencoder_loss`, ...) or the list itself (:meth:`WAEGP.phases`); LMGAE does both.
+The model declares its training as two phases of the engine in :mod:`latentzoo.zoo.phases`
+(auto-encoder, then ``n_critic`` critic steps, on every batch; one ``global_step`` per batch).
+Subclasses change a term (:meth:`WAEGP.gate`, :meth:`WAEGP.autoencoder_loss`, ...) or the list
+itself (:meth:`WAEGP.phases`); LMGAE does both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
 from latentzoo.zoo import nets
-from latentzoo.zoo.base import AutoencoderModule
 from latentzoo.zoo.likelihoods import LikelihoodName, make_likelihood
+from latentzoo.zoo.phases import Phase, PhasedAutoencoder
 from latentzoo.zoo.registry import register_model
 
-__all__ = ["WAEGP", "Phase", "gradient_penalty"]
+__all__ = ["WAEGP", "gradient_penalty"]
 
 
 def gradient_penalty(
@@ -62,30 +61,8 @@ def gradient_penalty(
     return (grad.norm(2, dim=1) - 1).pow(2).mean()
 
 
-@dataclass(frozen=True)
-class Phase:
-    """One optimizer's share of a training step.
-
-    Attributes:
-        name: The phase's loss is logged as ``train/<name>_loss``, its other terms under their
-            own names (``train/recon``, ``train/gp``, ...).
-        loss: x -> dict of terms with the key ``"loss"``, the one this phase's optimizer minimizes.
-        params: The parameters this phase's optimizer owns and changes.
-        lr: RMSProp learning rate.
-        repeats: Optimizer steps per batch (``n_critic`` for the critic).
-        after_step: Called after every step, e.g. to project parameters back onto a constraint.
-    """
-
-    name: str
-    loss: Callable[[Tensor], dict[str, Tensor]]
-    params: Iterable[nn.Parameter]
-    lr: float
-    repeats: int = 1
-    after_step: Callable[[], None] | None = None
-
-
 @register_model
-class WAEGP(AutoencoderModule):
+class WAEGP(PhasedAutoencoder):
     """Wasserstein auto-encoder with a WGAN-GP latent critic (WAE-GAN with a gradient penalty).
 
     Args:
@@ -117,7 +94,7 @@ class WAEGP(AutoencoderModule):
         width: int = 32,
         lr: float = 5e-4,
     ) -> None:
-        super().__init__(data_shape, latent_dim, width, lr)
+        super().__init__(data_shape=data_shape, latent_dim=latent_dim, width=width, lr=lr)
         if reg_weight < 0 or gp_weight < 0:
             raise ValueError(
                 f"reg_weight and gp_weight must be >= 0, got {reg_weight}, {gp_weight}"
@@ -126,7 +103,6 @@ class WAEGP(AutoencoderModule):
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
         if critic_lr <= 0:
             raise ValueError(f"critic_lr must be > 0, got {critic_lr}")
-        self.automatic_optimization = False
         self.reg_weight = reg_weight
         self.gp_weight = gp_weight
         self.n_critic = n_critic
@@ -200,36 +176,6 @@ class WAEGP(AutoencoderModule):
         return [
             Phase("autoencoder", self.autoencoder_loss, autoencoder, self.lr),
             Phase(
-                "critic",
-                self.critic_loss,
-                self.critic.parameters(),
-                self.critic_lr,
-                repeats=self.n_critic,
+                "critic", self.critic_loss, self.critic.parameters(), self.critic_lr, self.n_critic
             ),
         ]
-
-    @override
-    def configure_optimizers(self) -> Any:
-        return [torch.optim.RMSprop(list(p.params), lr=p.lr) for p in self.phases()]
-
-    @override
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        x = batch[0]
-        self.check_batch(x)
-        optimizers = self.optimizers()
-        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
-        logs: dict[str, Tensor] = {}
-        for phase, opt in zip(self.phases(), optimizers, strict=True):
-            with self.toggled_optimizer(opt):
-                for _ in range(phase.repeats):
-                    terms = phase.loss(x)
-                    opt.zero_grad()
-                    self.manual_backward(terms["loss"])
-                    opt.step()
-                    if phase.after_step is not None:
-                        phase.after_step()
-            logs.update({f"train/{k}": v.detach() for k, v in terms.items() if k != "loss"})
-            logs[f"train/{phase.name}_loss"] = terms["loss"].detach()
-        self.log_dict(logs, batch_size=len(x))
-        self.log("train/loss", logs["train/autoencoder_loss"], prog_bar=True, batch_size=len(x))
-        return logs["train/autoencoder_loss"]  # detached: the steps above already used it

@@ -6,10 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
 import pytest
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from latentzoo.zoo import VAE, WAEGP
 
@@ -41,15 +44,25 @@ def test_two_processes_train_every_manual_optimization_model(tmp_path: Path) -> 
     assert gmm[0] is not None and gmm[0] == gmm[1]  # fitted at train end, broadcast to rank 1
 
 
-def connected(model: L.LightningModule, strategy: str) -> L.LightningModule:
-    """``model`` attached to a 2-process CPU trainer that is never run."""
-    model.trainer = L.Trainer(accelerator="cpu", devices=2, strategy=strategy, logger=False)
+@pytest.fixture
+def one_process_group(tmp_path: Path) -> Iterator[None]:
+    """A 1-process gloo group, enough to build a real ``DistributedDataParallel`` wrapper."""
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def wrapped(model: L.LightningModule, find_unused_parameters: bool) -> L.LightningModule:
+    """``model`` attached to a trainer whose strategy has wrapped it in DDP, as at fit start."""
+    model.trainer = L.Trainer(accelerator="cpu", devices=1, logger=False)
+    ddp = DistributedDataParallel(model, find_unused_parameters=find_unused_parameters)
+    model.trainer.strategy.model = ddp
     return model
 
 
+@pytest.mark.usefixtures("one_process_group")
 def test_plain_ddp_is_refused_only_where_it_would_fail() -> None:
     with pytest.raises(ValueError, match="ddp_find_unused_parameters_true"):
-        connected(WAEGP(latent_dim=2, width=4), "ddp").setup("fit")
-    connected(WAEGP(latent_dim=2, width=4), "ddp_find_unused_parameters_true").setup("fit")
-    connected(WAEGP(latent_dim=2, width=4), "ddp").setup("test")  # no backward outside fit
-    connected(VAE(latent_dim=2, width=4), "ddp").setup("fit")  # one optimizer, one backward
+        wrapped(WAEGP(latent_dim=2, width=4), find_unused_parameters=False).on_fit_start()
+    wrapped(WAEGP(latent_dim=2, width=4), find_unused_parameters=True).on_fit_start()
+    wrapped(VAE(latent_dim=2, width=4), find_unused_parameters=False).on_fit_start()  # 1 optimizer
