@@ -22,18 +22,13 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torchmetrics.utilities import dim_zero_cat
 from typing_extensions import override
 
-from latentzoo.callbacks._shared import (
-    PeriodicEvaluation,
-    Split,
-    as_float,
-    dataset_tensors,
-    rank_share,
-)
+from latentzoo.callbacks.base import PeriodicEvaluation, Stage
+from latentzoo.callbacks.batches import Split
 from latentzoo.callbacks.log_media import figure_to_image, log_image
 from latentzoo.metrics.holes import AggregatedPosteriorHoles
 from latentzoo.zoo import AutoencoderModule
@@ -127,47 +122,41 @@ class HolesCallback(PeriodicEvaluation):
         batch_size: int = 500,
         seed: int = 0,
     ) -> None:
+        super().__init__(every_n_epochs)
         if not 0 < level < 1:
             raise ValueError(f"level must be in (0, 1), got {level}")
-        if min(num_encodings, num_prior, num_reference) < 2 or every_n_epochs < 1:
-            raise ValueError("num_encodings, num_prior, num_reference >= 2, every_n_epochs >= 1")
+        if min(num_encodings, num_prior, num_reference) < 2:
+            raise ValueError("num_encodings, num_prior and num_reference must be >= 2")
         self.num_encodings, self.split = num_encodings, split
-        self.every_n_epochs, self.picture, self.batch_size = every_n_epochs, picture, batch_size
+        self.picture, self.batch_size = picture, batch_size
         self.metric = AggregatedPosteriorHoles(num_prior, num_reference, level, seed)
+        self._codes: Tensor | None = None  # this rank's codes of the last evaluation, to draw
 
     @override
-    def run_evaluation(self, trainer: L.Trainer, model: AutoencoderModule, stage: str) -> None:
-        self.evaluate(trainer, model, stage)
-
     def evaluate(
-        self, trainer: L.Trainer, model: AutoencoderModule, stage: str
-    ) -> dict[str, float]:
-        """Encode this rank's share, compute (collective) and log; returns the values."""
+        self, trainer: L.Trainer, model: AutoencoderModule, stage: Stage
+    ) -> dict[str, Tensor]:
+        """Encode this rank's share of ``split`` and compute (collective) the statistics."""
         self.metric.to(model.device)
-        x_all, _ = dataset_tensors(trainer, self.split)
-        idx = torch.tensor(list(rank_share(min(self.num_encodings, len(x_all)), trainer)))
         dims = model.used_latent_dims()  # the same on every rank: parameters are synced
         if dims is not None and len(dims) == 0:
             rank_zero_warn(f"{type(model).__name__} uses no latent dimension; holes not measured")
             return {}
-        with torch.no_grad():
-            for b in idx.split(self.batch_size):
-                mu, logvar = model.posterior(as_float(x_all[b], model.device))
-                if dims is not None:
-                    mu, logvar = mu[:, dims], None if logvar is None else logvar[:, dims]
-                self.metric.update(mu, logvar)
+        for x in self.real_batches(trainer, model, self.split, self.num_encodings, self.batch_size):
+            mu, logvar = model.posterior(x)  # (B, d), (B, d) or None
+            if dims is not None:
+                mu, logvar = mu[:, dims], None if logvar is None else logvar[:, dims]
+            self.metric.update(mu, logvar)
         stats = self.metric.compute()  # every rank: gathers the posteriors
-        out = {k: float(v) for k, v in stats.items() if k != "num_active"}
-        for k, v in out.items():
-            model.log(f"{stage}/{k}", v, sync_dist=False)  # equal on all ranks
-        if self.picture:
-            self._draw(trainer, dim_zero_cat(self.metric.mu))  # this rank's codes
+        if self.picture and trainer.is_global_zero:
+            self._codes = dim_zero_cat(self.metric.mu)  # (N_rank0, d'): rank 0's codes
         self.metric.reset()
-        return out
+        return {k: v for k, v in stats.items() if k != "num_active"}
 
-    @rank_zero_only
-    def _draw(self, trainer: L.Trainer, codes: Tensor) -> None:
-        prior, holes = self.metric.last_prior, self.metric.last_holes
-        if prior is None or holes is None:
+    @override
+    def rank_zero_media(self, trainer: L.Trainer, model: AutoencoderModule, stage: Stage) -> None:
+        codes, prior, holes = self._codes, self.metric.last_prior, self.metric.last_holes
+        self._codes = None
+        if codes is None or prior is None or holes is None:
             return
         log_image(trainer, "holes/latents", holes_figure(codes, prior, holes))

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from latentzoo.callbacks import FIDCallback
-from latentzoo.callbacks._shared import generated_batches
+from latentzoo.callbacks.batches import generated_batches
 from latentzoo.datamodules import Synthetic
 from latentzoo.metrics.frechet import frechet_distance_between
 from latentzoo.zoo import VAE
