@@ -6,8 +6,9 @@ this class does the rest:
 - **when**: during ``fit``, after every ``every_n_epochs``-th validation epoch (never in the sanity
   check), and once more at the end of ``fit`` when the last evaluation was not at the final step
   (``max_epochs`` not a multiple of the period, ``max_steps`` stopping mid-epoch, early stopping,
-  no validation at all), so every run ends with its metrics; after every ``validate`` and
-  ``test``. The model is in eval mode and no gradient is taken.
+  no validation at all), so every run ends with its metrics (not after a ``fast_dev_run``, which
+  only checks that training runs); after every ``validate`` and ``test``. The model is in eval
+  mode and no gradient is taken.
 - **what it reads**: :meth:`~PeriodicEvaluation.real_batches` (this rank's share of a split, as
   floats by the datamodule's one rule) and :meth:`~PeriodicEvaluation.sample_batches` (seeded,
   rank-sharded ``model.sample``), both with a progress bar on rank 0 when they last more than a
@@ -94,7 +95,8 @@ class PeriodicEvaluation(Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Still on the training device with the process group up (teardown comes later); every
         # rank gets here, so collectives are safe. LightningModule.log is not allowed here.
-        if self._evaluated_at != trainer.global_step:
+        # fast_dev_run checks that training runs: no full evaluation (10,000 samples) after it.
+        if self._evaluated_at != trainer.global_step and not trainer.fast_dev_run:
             self.run_evaluation(trainer, pl_module, "val", in_loop=False)
 
     # -- what it reads ------------------------------------------------------------------------

@@ -79,6 +79,12 @@ def test_max_steps_stopping_mid_epoch_still_evaluates(tmp_path: Path) -> None:
     assert len(csv_values(trainer, "val/holes")) == 2
 
 
+def test_fast_dev_run_adds_no_evaluation_at_the_end(tmp_path: Path) -> None:
+    cb = CountingHoles(every_n_epochs=5)
+    fit(tmp_path, cb, fast_dev_run=2)  # a check that training runs, not a run to measure
+    assert cb.steps == []
+
+
 @pytest.mark.parametrize("bar", [True, False])
 def test_progress_bar_on_rank_zero_unless_the_trainer_hides_its_own(
     bar: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
