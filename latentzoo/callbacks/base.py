@@ -96,7 +96,7 @@ class PeriodicEvaluation(Callback):
         # Still on the training device with the process group up (teardown comes later); every
         # rank gets here, so collectives are safe. LightningModule.log is not allowed here.
         # fast_dev_run checks that training runs: no full evaluation (10,000 samples) after it.
-        if self._evaluated_at != trainer.global_step and not trainer.fast_dev_run:
+        if self._evaluated_at != trainer.global_step and not getattr(trainer, "fast_dev_run", 0):
             self.run_evaluation(trainer, pl_module, "val", in_loop=False)
 
     # -- what it reads ------------------------------------------------------------------------
