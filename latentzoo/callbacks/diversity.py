@@ -29,7 +29,8 @@ class DiversityCallback(PeriodicEvaluation):
     Args:
         evaluator: Checkpoint written by ``latentzoo evaluator fit``.
         num_samples: Samples per evaluation, split over ranks.
-        every_n_epochs: Evaluate at the end of every k-th validation epoch; always at test.
+        every_n_epochs: Evaluate after every k-th validation epoch and at the end of ``fit``
+            (:class:`~latentzoo.callbacks.PeriodicEvaluation`); always at validate and test.
         latent_distance_samples: Prior points for the Monte-Carlo distance (0: off).
         batch_size: Generation batch size.
         seed: Seeds the samples (batch b uses ``seed + b``, on any number of ranks).

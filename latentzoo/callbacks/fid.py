@@ -1,4 +1,4 @@
-"""FID and KID of samples and of reconstructions, every k epochs and at test (Heusel et al. 2017).
+"""FID (Heusel et al. 2017) and KID of samples and reconstructions, every k epochs and at test.
 
     latentzoo fit --model VAE --data FashionMNIST \\
         --trainer.callbacks+=latentzoo.callbacks.FIDCallback \\
@@ -82,7 +82,8 @@ class FIDCallback(PeriodicEvaluation):
         num_samples: Generated samples per evaluation (10,000 is the common FID protocol).
         num_real: Real samples of ``real_split`` for the reference statistics (all if fewer).
         real_split: The split the reference statistics come from.
-        every_n_epochs: Evaluate at the end of every k-th validation epoch; always at test.
+        every_n_epochs: Evaluate after every k-th validation epoch and at the end of ``fit``
+            (:class:`~latentzoo.callbacks.PeriodicEvaluation`); always at validate and test.
         reconstruction: Also log FID of reconstructions of the stage's split.
         kid: Also log KID (keeps the real features, ``num_real`` x F floats, in memory).
         kid_subset_size: KID subset size (capped by the sample counts).

@@ -104,7 +104,8 @@ class HolesCallback(PeriodicEvaluation):
         num_reference: Encodings scored leave-one-out for the threshold (see ``hole_stats``).
         level: Quantile of leave-one-out log q that defines a hole (1%).
         split: The data encoded.
-        every_n_epochs: Evaluate at the end of every k-th validation epoch; always at test.
+        every_n_epochs: Evaluate after every k-th validation epoch and at the end of ``fit``
+            (:class:`~latentzoo.callbacks.PeriodicEvaluation`); always at validate and test.
         picture: Log the ``holes/latents`` image.
         batch_size: Encoding batch size.
         seed: Seeds the prior samples and subsets (the same on every rank and evaluation).

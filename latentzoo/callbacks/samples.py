@@ -41,7 +41,8 @@ class SampleImages(PeriodicEvaluation):
         num_interpolations: Rows of ``samples/interpolations``.
         max_traversal_dims: Rows of ``samples/traversals`` (the first latent dims).
         traversal_range: Traversals sweep each dim over [-r, r].
-        every_n_epochs: Log at the end of every k-th validation epoch; always at test.
+        every_n_epochs: Log after every k-th validation epoch and at the end of ``fit``; always
+            at validate and test.
         seed: Seeds the samples, so grids from different epochs show the same z.
     """
 
