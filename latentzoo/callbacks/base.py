@@ -15,7 +15,7 @@ this class does the rest:
   couple of seconds and the trainer shows one.
 - **where the numbers go**, in one place: ``{stage}/{key}`` into ``trainer.callback_metrics`` on
   every rank (checkpoint monitors, early stopping, ``trainer.test``'s results, the CLI's summary);
-  and on rank 0, at once, to every logger (flushed) and into
+  and on rank 0, at once, to every logger (flushed) and, when there is one, into
   ``<log_dir>/metrics_<stage>_step<N>.json``. A Ctrl-C during a slow evaluation therefore keeps
   every number the callbacks before it had computed.
 
@@ -180,11 +180,15 @@ class PeriodicEvaluation(Callback):
             self._record(trainer, values)
 
     def _record(self, trainer: L.Trainer, values: dict[str, float]) -> None:
-        """Rank 0: to every logger, flushed, and merged into this step's JSON file."""
+        """Rank 0: to every logger, flushed, and merged into this step's JSON file in the run's
+        folder (a run without a logger keeps no files: ``trainer.test`` from a script with
+        ``logger=False`` leaves nothing behind)."""
         step = trainer.global_step
         for logger in trainer.loggers:
             logger.log_metrics(values, step=step)
             logger.save()
+        if not trainer.loggers:
+            return
         stage = next(iter(values)).split("/", 1)[0]
         path = run_dir(trainer) / f"metrics_{stage}_step{step}.json"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -49,12 +49,13 @@ def figure_to_image(fig: Figure) -> Tensor:
 
 
 def run_dir(trainer: L.Trainer) -> Path:
-    """The run's folder: the first logger's ``log_dir``, else the trainer's root folder.
+    """The run's folder: the first logger's ``log_dir`` (TensorBoard, CSV) or ``save_dir`` (W&B),
+    else the trainer's root folder.
 
     Unlike ``trainer.log_dir`` this calls no collective, so rank-zero-only code may use it.
     """
     logger = trainer.logger
-    folder = getattr(logger, "log_dir", None) if logger is not None else None
+    folder = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
     return Path(folder or trainer.default_root_dir)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import CSVLogger, Logger
 
 from latentzoo.callbacks import FIDCallback, HolesCallback
 from latentzoo.datamodules import Synthetic
@@ -53,13 +54,15 @@ def make_callbacks(cache_dir: str, every_n_epochs: int = 5) -> list[L.Callback]:
     return [fid, holes]
 
 
-def make_trainer(devices: int, cache_dir: str, callbacks: list[L.Callback]) -> L.Trainer:
+def make_trainer(
+    devices: int, cache_dir: str, callbacks: list[L.Callback], logger: Logger | bool = False
+) -> L.Trainer:
     return L.Trainer(
         accelerator="cpu",
         devices=devices,
         strategy="ddp" if devices > 1 else "auto",
         default_root_dir=str(Path(cache_dir).parent),  # pictures land in the test's tmp folder
-        logger=False,
+        logger=logger,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -85,7 +88,8 @@ def fit_end_values(devices: int, cache_dir: str) -> dict[str, float]:
     """The values of the one evaluation of a 1-epoch fit whose callbacks are due every 5 epochs."""
     model, dm = build()
     model.lr = 0.0  # the weights stay those of build(): comparable with any process count
-    trainer = make_trainer(devices, cache_dir, make_callbacks(cache_dir, every_n_epochs=5))
+    logger = CSVLogger(Path(cache_dir).parent, name="logs", version=0)  # rank 0 writes its files
+    trainer = make_trainer(devices, cache_dir, make_callbacks(cache_dir, every_n_epochs=5), logger)
     trainer.fit(model, dm)
     names = [k.split("/", 1)[1] for k in KEYS]
     return {name: float(trainer.callback_metrics[f"val/{name}"]) for name in names}

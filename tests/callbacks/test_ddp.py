@@ -56,5 +56,5 @@ def test_end_of_fit_evaluation_under_two_processes_matches_one(tmp_path: Path) -
     assert set(two) == set(one) == {k.split("/", 1)[1] for k in ddp_script.KEYS}
     for key, value in one.items():
         assert two[key] == pytest.approx(value, rel=1e-5, abs=1e-9, nan_ok=True), key
-    (written,) = (tmp_path / "two").glob("metrics_val_step*.json")  # by rank 0 alone
+    (written,) = (tmp_path / "two" / "logs" / "version_0").glob("metrics_val_step*.json")
     assert json.loads(written.read_text())["val/fid"] == pytest.approx(two["fid"], rel=1e-6)
