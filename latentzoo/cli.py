@@ -36,7 +36,7 @@ import latentzoo.callbacks  # noqa: F401  (imported so --trainer.callbacks+=FIDC
 from latentzoo.callbacks.checkpoint import LastCheckpoint
 from latentzoo.callbacks.guard import FiniteLossGuard, NonFiniteLossError
 from latentzoo.datamodules import InMemoryDataModule
-from latentzoo.evaluator import evaluator_command
+from latentzoo.metrics.classifier import DomainClassifier
 from latentzoo.zoo import AutoencoderModule, get_model_class, list_models, load_plugins
 
 __all__ = ["COMMANDS", "LatentzooCLI", "main", "run"]
@@ -182,6 +182,43 @@ def with_quickstart_defaults(args: list[str]) -> list[str]:
         if not any(a == flag or a.startswith(flag + "=") for a in args):
             extra += [flag, value]
     return [args[0], *extra, *args[1:]]
+
+
+class EvaluatorCLI(LightningCLI):
+    """Fits a :class:`~latentzoo.metrics.classifier.DomainClassifier` on the datamodule's training
+    split, reports its accuracy on the test split (``test/acc``, printed), and saves a checkpoint to
+    ``--save_path`` that :class:`~latentzoo.metrics.extractors.DomainFeatures` loads."""
+
+    @override
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.data_shape", "model.data_shape", apply_on="instantiate")
+        parser.add_argument(
+            "--save_path",
+            type=str | None,
+            default=None,
+            help="Checkpoint to write (default: evaluators/<DataModule>.ckpt)",
+        )
+
+    def after_fit(self) -> None:
+        config = self.config[self.subcommand]
+        save_path = config.save_path or f"evaluators/{type(self.datamodule).__name__}.ckpt"
+        results = self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
+        self.trainer.save_checkpoint(save_path)
+        if self.trainer.is_global_zero:
+            acc = results[0]["test/acc"] if results else float("nan")
+            print(f"domain evaluator: test accuracy {acc:.4f}; saved to {save_path}")
+
+
+def evaluator_command(argv: Sequence[str]) -> None:
+    """``latentzoo evaluator fit --data FashionMNIST ...``: train and save a domain evaluator."""
+    EvaluatorCLI(
+        DomainClassifier,
+        InMemoryDataModule,
+        subclass_mode_data=True,
+        trainer_defaults={"max_epochs": 3, "logger": False, "enable_checkpointing": False},
+        save_config_callback=None,
+        args=list(argv),
+    )
 
 
 # Sub-commands that are not LightningCLI's; each takes the arguments after its name.

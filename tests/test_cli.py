@@ -110,11 +110,11 @@ def test_without_model_or_data_it_is_the_quickstart(capsys) -> None:
 
 def test_callbacks_resolve_by_short_name(capsys) -> None:
     with pytest.raises(SystemExit):
-        main(["fit", "--trainer.callbacks+=HolesCallback", "--trainer.callbacks.level", "0.05",
+        main(["fit", "--trainer.callbacks+=HolesCallback", "--trainer.callbacks.epsilon", "0.05",
               "--print_config"])  # fmt: skip
     (callback,) = yaml.safe_load(capsys.readouterr().out)["trainer"]["callbacks"]
     assert callback["class_path"] == "latentzoo.callbacks.HolesCallback"
-    assert callback["init_args"]["level"] == 0.05
+    assert callback["init_args"]["epsilon"] == 0.05
 
 
 def test_fit_ends_with_a_summary_of_what_it_measured(in_tmp: Path, capsys) -> None:

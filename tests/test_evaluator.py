@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from latentzoo.callbacks import DiversityCallback
-from latentzoo.callbacks._shared import generated_batches
+from latentzoo.callbacks.batches import generated_batches
 from latentzoo.cli import main
 from latentzoo.datamodules import FashionMNIST
-from latentzoo.evaluator import DomainFeatures
 from latentzoo.metrics.diversity import collision_entropy
+from latentzoo.metrics.extractors import DomainFeatures
 from latentzoo.zoo import VAE
 
 

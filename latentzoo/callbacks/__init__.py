@@ -1,7 +1,11 @@
 """Callbacks: when to measure a model and what to log (FID, holes, active dimensions,
-diversity, pictures), and what a model samples its latent codes from."""
+diversity, pictures), and what a model samples its latent codes from.
+
+Write your own evaluation on :class:`PeriodicEvaluation` (see ``docs/evaluation.md``).
+"""
 
 from latentzoo.callbacks.active_dims import ActiveDims
+from latentzoo.callbacks.base import PeriodicEvaluation, Stage
 from latentzoo.callbacks.checkpoint import LastCheckpoint
 from latentzoo.callbacks.diversity import DiversityCallback
 from latentzoo.callbacks.fid import FIDCallback
@@ -19,5 +23,7 @@ __all__ = [
     "LastCheckpoint",
     "LatentSampler",
     "NonFiniteLossError",
+    "PeriodicEvaluation",
     "SampleImages",
+    "Stage",
 ]

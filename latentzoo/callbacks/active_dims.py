@@ -1,78 +1,78 @@
-"""How many latent dimensions a model uses, logged after every validation epoch.
+"""How many latent dimensions a model uses, logged after every validation epoch and at test.
 
-Two measures, picked by the model:
+Two measures, picked by the model (:meth:`~latentzoo.zoo.AutoencoderModule.latent_usage`):
 
-* models with a latent mask (LMGAE, anything that has ``mask`` and ``active_dims``): the mask's
-  count of open dimensions, and the mask vector itself, as in Mondal et al., "Towards Latent
-  Space Optimality for Auto-Encoder Based Generative Models", fig. 5;
+* models that gate their own code (LMGAE's mask): the gate's count of open dimensions
+  (:meth:`~latentzoo.zoo.AutoencoderModule.used_latent_dims`), and the gate vector itself, as in
+  Mondal et al., "Towards Latent Space Optimality for Auto-Encoder Based Generative Models",
+  fig. 5;
 * every other model: Burda et al.'s active units, the dimensions whose posterior mean varies
-  over the validation set, Cov_x(E_q[z_j]) > 0.01 (:mod:`latentzoo.metrics.active_units`).
+  over the validation (or test) batches, Cov_x(E_q[z_j]) > 0.01
+  (:mod:`latentzoo.metrics.active_units`).
 
-Logged keys: ``val/active_dims`` (scalar) and an image of the per-dimension vector over epochs
-(dimensions down, epochs across): ``val/mask_trajectory`` (mask values in [0, 1]) or
-``val/latent_variance_trajectory`` (log10 of Cov_x(E_q[z_j])).
+Logged keys: ``val/active_dims`` (``test/active_dims`` at test) and an image of the
+per-dimension vector over validation epochs (dimensions down, epochs across):
+``val/mask_trajectory`` (gate values in [0, 1]) or ``val/latent_variance_trajectory`` (log10 of
+Cov_x(E_q[z_j])).
 
 Under DDP the variance is a torchmetrics state reduced over ranks, computed on every rank; the
-mask is a parameter, which DDP keeps identical on every rank. Only drawing and handing the image
+gate is a parameter, which DDP keeps identical on every rank. Only drawing and handing the image
 to the loggers is rank-zero work, and it calls no collective.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-from lightning.pytorch.utilities import rank_zero_only
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 from typing_extensions import override
 
+from latentzoo.callbacks.base import PeriodicEvaluation, Stage
+from latentzoo.callbacks.log_media import run_dir
 from latentzoo.metrics.active_units import BURDA_THRESHOLD, LatentVariance, active_units
+from latentzoo.zoo import AutoencoderModule
 
-__all__ = ["ActiveDims", "MaskedLatentModel"]
-
-
-@runtime_checkable
-class MaskedLatentModel(Protocol):
-    """A model whose latent code is gated by a learned mask (e.g. :class:`~latentzoo.zoo.LMGAE`)."""
-
-    @property
-    def mask(self) -> Tensor: ...
-
-    @property
-    def active_dims(self) -> int: ...
+__all__ = ["ActiveDims", "render_trajectory"]
 
 
-class ActiveDims(L.Callback):
+class ActiveDims(PeriodicEvaluation):
     """Log the number of active latent dimensions and a heat map of their trajectory.
 
+    Runs after every validation epoch (``every_n_epochs=1``) on the validation batches the
+    trainer feeds the model, so it needs no datamodule; and after every test epoch.
+
     Args:
-        threshold: Burda et al.'s delta for models without a mask (masked models use their own
-            ``mask_threshold``).
+        threshold: Burda et al.'s delta for models that do not gate their code (gated models
+            count their own open dimensions).
     """
 
     def __init__(self, threshold: float = BURDA_THRESHOLD) -> None:
+        super().__init__(every_n_epochs=1)
         if threshold < 0:
             raise ValueError(f"threshold must be >= 0, got {threshold}")
         self.threshold = threshold
         self.trajectory: list[Tensor] = []  # one (latent_dim,) vector per validation epoch
         self._variance: LatentVariance | None = None
+        self._gated = False  # whether the trajectory holds gate values (else variances)
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        latent_dim = getattr(pl_module, "latent_dim", None)
-        if not isinstance(latent_dim, int):
-            raise TypeError(
-                f"ActiveDims needs a model with an integer latent_dim (a latentzoo "
-                f"AutoencoderModule); {type(pl_module).__name__} has none"
-            )
-        self._variance = LatentVariance(latent_dim).to(pl_module.device)
+        model = self.check_model(pl_module)
+        self._variance = LatentVariance(model.latent_dim).to(model.device)
+
+    def _update(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any) -> None:
+        model = self.check_model(pl_module)
+        if trainer.sanity_checking or self._variance is None or model.latent_usage() is not None:
+            return
+        mean, _ = model.posterior(batch[0])
+        self._variance.update(mean)  # (B, latent_dim)
 
     @override
     def on_validation_batch_end(
@@ -84,31 +84,46 @@ class ActiveDims(L.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if isinstance(pl_module, MaskedLatentModel) or self._variance is None:
-            return
-        mean, _ = pl_module.posterior(batch[0])  # type: ignore[operator]
-        self._variance.update(mean)  # (B, latent_dim)
+        self._update(trainer, pl_module, batch)
 
     @override
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if isinstance(pl_module, MaskedLatentModel):
-            vector, count = pl_module.mask.detach().float().cpu(), pl_module.active_dims
-            key = "val/mask_trajectory"
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._update(trainer, pl_module, batch)
+
+    @override
+    def evaluate(
+        self, trainer: L.Trainer, model: AutoencoderModule, stage: Stage
+    ) -> dict[str, float]:
+        usage = model.latent_usage()  # (latent_dim,) or None
+        if usage is not None:
+            dims = model.used_latent_dims()
+            vector, count = usage.float().cpu(), len(usage) if dims is None else len(dims)
         else:
             assert self._variance is not None, "setup() builds the metric"
+            if int(self._variance.count) == 0:  # no batch since the last evaluation (end of fit)
+                return {}
             variance = self._variance.compute()  # a collective under DDP: every rank runs it
             self._variance.reset()
             vector, count = variance.float().cpu(), active_units(variance, self.threshold)
-            key = "val/latent_variance_trajectory"
-        if trainer.sanity_checking:
-            return
-        pl_module.log("val/active_dims", float(count))
-        self.trajectory.append(vector)
-        self._log_image(trainer, key)
+        if stage == "val":
+            self.trajectory.append(vector)
+            self._gated = usage is not None
+        return {"active_dims": float(count)}
 
-    @rank_zero_only
-    def _log_image(self, trainer: L.Trainer, key: str) -> None:
-        image = render_trajectory(torch.stack(self.trajectory), masked=key == "val/mask_trajectory")
+    @override
+    def rank_zero_media(self, trainer: L.Trainer, model: AutoencoderModule, stage: Stage) -> None:
+        if stage != "val" or not self.trajectory:
+            return
+        key = "val/mask_trajectory" if self._gated else "val/latent_variance_trajectory"
+        image = render_trajectory(torch.stack(self.trajectory), masked=self._gated)
         step = trainer.global_step
         logged = False
         for logger in trainer.loggers:
@@ -118,8 +133,8 @@ class ActiveDims(L.Callback):
             elif isinstance(logger, WandbLogger):
                 logger.log_image(key=key, images=[image], step=step)
                 logged = True
-        if not logged and trainer.log_dir is not None:  # CSV or no logger: a PNG beside the logs
-            path = Path(trainer.log_dir) / f"{key.replace('/', '_')}.png"
+        if not logged:  # CSV or no logger: a PNG beside the logs
+            path = run_dir(trainer) / f"{key.replace('/', '_')}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             import matplotlib.image
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import lightning as L
 import torch
+from torch import Tensor
 from typing_extensions import override
 
-from latentzoo.callbacks._shared import PeriodicEvaluation, check_model, generated_batches
-from latentzoo.evaluator import DomainFeatures
+from latentzoo.callbacks.base import PeriodicEvaluation, Stage
 from latentzoo.metrics.diversity import ClassDiversity, nearest_other_class_distance
+from latentzoo.metrics.extractors import DomainFeatures
 from latentzoo.zoo import AutoencoderModule
 
 __all__ = ["DiversityCallback"]
@@ -28,7 +29,8 @@ class DiversityCallback(PeriodicEvaluation):
     Args:
         evaluator: Checkpoint written by ``latentzoo evaluator fit``.
         num_samples: Samples per evaluation, split over ranks.
-        every_n_epochs: Evaluate at the end of every k-th validation epoch; always at test.
+        every_n_epochs: Evaluate after every k-th validation epoch and at the end of ``fit``
+            (:class:`~latentzoo.callbacks.PeriodicEvaluation`); always at validate and test.
         latent_distance_samples: Prior points for the Monte-Carlo distance (0: off).
         batch_size: Generation batch size.
         seed: Seeds the samples (batch b uses ``seed + b``, on any number of ranks).
@@ -43,10 +45,11 @@ class DiversityCallback(PeriodicEvaluation):
         batch_size: int = 500,
         seed: int = 0,
     ) -> None:
-        if num_samples < 1 or every_n_epochs < 1 or latent_distance_samples < 0:
-            raise ValueError("num_samples, every_n_epochs >= 1 and latent_distance_samples >= 0")
+        super().__init__(every_n_epochs)
+        if num_samples < 1 or latent_distance_samples < 0:
+            raise ValueError("num_samples must be >= 1 and latent_distance_samples >= 0")
         self.evaluator_path = evaluator
-        self.num_samples, self.every_n_epochs = num_samples, every_n_epochs
+        self.num_samples = num_samples
         self.latent_distance_samples, self.batch_size, self.seed = (
             latent_distance_samples,
             batch_size,
@@ -57,7 +60,7 @@ class DiversityCallback(PeriodicEvaluation):
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        model = check_model(pl_module, self)
+        model = self.check_model(pl_module)
         if self.classifier is None:
             self.classifier = DomainFeatures(self.evaluator_path, model.data_shape)
             self.metric = ClassDiversity(self.classifier.num_classes)
@@ -66,26 +69,22 @@ class DiversityCallback(PeriodicEvaluation):
         self.metric.to(model.device)
 
     @override
-    def run_evaluation(self, trainer: L.Trainer, model: AutoencoderModule, stage: str) -> None:
-        self.evaluate(trainer, model, stage)
-
-    @torch.no_grad()
     def evaluate(
-        self, trainer: L.Trainer, model: AutoencoderModule, stage: str
-    ) -> dict[str, float]:
-        """Classify this rank's samples, compute the histogram over ranks, log; returns values."""
+        self, trainer: L.Trainer, model: AutoencoderModule, stage: Stage
+    ) -> dict[str, Tensor | float]:
+        """Classify this rank's samples and compute the histogram over ranks (collective)."""
         assert self.classifier is not None and self.metric is not None
-        for x in generated_batches(
-            model, self.num_samples, self.batch_size, self.seed, True, trainer
+        for x in self.sample_batches(
+            trainer, model, self.num_samples, self.batch_size, self.seed, True
         ):
             self.metric.update(self.classifier.predict(x))
         stats = self.metric.compute()  # collective: sums the counts over ranks
         self.metric.reset()
-        out = {k: float(v) for k, v in stats.items() if k not in ("histogram", "h2_max")}
+        out: dict[str, Tensor | float] = {
+            k: v for k, v in stats.items() if k not in ("histogram", "h2_max")
+        }
         if self.latent_distance_samples:
             out["latent_distance"] = self._latent_distance(model)
-        for k, v in out.items():
-            model.log(f"{stage}/{k}", v, sync_dist=False)  # equal on all ranks
         return out
 
     def _latent_distance(self, model: AutoencoderModule) -> float:

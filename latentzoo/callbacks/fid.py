@@ -1,4 +1,4 @@
-"""FID and KID of samples and of reconstructions, every k epochs and at test (Heusel et al. 2017).
+"""FID (Heusel et al. 2017) and KID of samples and reconstructions, every k epochs and at test.
 
     latentzoo fit --model VAE --data FashionMNIST \\
         --trainer.callbacks+=latentzoo.callbacks.FIDCallback \\
@@ -18,6 +18,8 @@ samples, the metric states are summed by torchmetrics, and rank 0 alone reads an
 
 from __future__ import annotations
 
+import contextlib
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,21 +30,13 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch import Tensor
 from typing_extensions import override
 
-from latentzoo.callbacks._shared import (
-    PeriodicEvaluation,
-    Split,
-    as_float,
-    check_model,
-    datamodule_of,
-    dataset_tensors,
-    generated_batches,
-    rank_share,
-)
+from latentzoo.callbacks.base import PeriodicEvaluation, Stage
+from latentzoo.callbacks.batches import Split, datamodule_of, dataset_tensors
 from latentzoo.metrics.extractors import (
     ExtractorName,
     FeatureExtractor,
     InceptionFeatures,
-    PixelFeatures,
+    build_extractor,
 )
 from latentzoo.metrics.fid import (
     FrechetDistance,
@@ -55,27 +49,24 @@ from latentzoo.metrics.fid import (
 )
 from latentzoo.zoo import AutoencoderModule
 
-__all__ = ["FIDCallback", "build_extractor"]
+__all__ = ["FIDCallback", "inception_cost_message"]
 
 
-def build_extractor(
-    name: ExtractorName,
-    data_shape: tuple[int, ...],
-    inception_weights: str | None = None,
-    evaluator: str | None = None,
-) -> FeatureExtractor:
-    """The feature extractor called ``name`` for data of ``data_shape``."""
-    if name == "pixels":
-        return PixelFeatures(data_shape)
-    if name == "inception":
-        return InceptionFeatures(inception_weights, data_shape)
-    if evaluator is None:
-        raise ValueError(
-            "extractor='domain' needs evaluator=<checkpoint of latentzoo evaluator fit>"
-        )
-    from latentzoo.evaluator import DomainFeatures
+def inception_cost_message(rate: float, counts: dict[str, int], world_size: int = 1) -> str:
+    """What an Inception evaluation on CPU will cost, from a measured ``rate`` (images/s/rank).
 
-    return DomainFeatures(evaluator, data_shape)
+    Args:
+        counts: Images to featurise this evaluation, by kind (``samples``, ``real``, ...).
+        world_size: Ranks sharing the work.
+    """
+    total = sum(counts.values())
+    minutes = total / world_size / rate / 60
+    parts = " + ".join(f"{n:,} {kind}" for kind, n in counts.items() if n)
+    return (
+        f"FIDCallback: Inception on CPU, ~{rate:.3g} images/s measured, {parts}: about "
+        f"{minutes:.1f} min; --trainer.callbacks.num_samples / num_real (fewer images) or "
+        "extractor=domain (a small classifier) make it cheaper"
+    )
 
 
 class FIDCallback(PeriodicEvaluation):
@@ -91,7 +82,8 @@ class FIDCallback(PeriodicEvaluation):
         num_samples: Generated samples per evaluation (10,000 is the common FID protocol).
         num_real: Real samples of ``real_split`` for the reference statistics (all if fewer).
         real_split: The split the reference statistics come from.
-        every_n_epochs: Evaluate at the end of every k-th validation epoch; always at test.
+        every_n_epochs: Evaluate after every k-th validation epoch and at the end of ``fit``
+            (:class:`~latentzoo.callbacks.PeriodicEvaluation`); always at validate and test.
         reconstruction: Also log FID of reconstructions of the stage's split.
         kid: Also log KID (keeps the real features, ``num_real`` x F floats, in memory).
         kid_subset_size: KID subset size (capped by the sample counts).
@@ -116,24 +108,25 @@ class FIDCallback(PeriodicEvaluation):
         cache_dir: str = ".latentzoo_cache/fid",
         seed: int = 0,
     ) -> None:
-        if min(num_samples, num_real) < 2 or every_n_epochs < 1 or batch_size < 1:
-            raise ValueError(
-                "num_samples and num_real must be >= 2, every_n_epochs, batch_size >= 1"
-            )
+        super().__init__(every_n_epochs)
+        if min(num_samples, num_real) < 2 or batch_size < 1:
+            raise ValueError("num_samples and num_real must be >= 2, batch_size >= 1")
         self.extractor_name = extractor
         self.inception_weights, self.evaluator = inception_weights, evaluator
         self.num_samples, self.num_real, self.real_split = num_samples, num_real, real_split
-        self.every_n_epochs, self.reconstruction, self.kid = every_n_epochs, reconstruction, kid
+        self.reconstruction, self.kid = reconstruction, kid
         self.kid_subset_size, self.batch_size = kid_subset_size, batch_size
         self.cache_dir, self.seed = Path(cache_dir), seed
         self.extractor: FeatureExtractor | None = None
         self.metrics: dict[str, Any] = {}
         self.real_computations = 0  # how often real features were extracted (not read from cache)
         self._real_key: str | None = None
+        self._cost_said = False  # the Inception-on-CPU estimate is said once per callback
+        self._planned: dict[str, int] = {}  # images to featurise in the running evaluation
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        model = check_model(pl_module, self)
+        model = self.check_model(pl_module)
         if self.extractor is None:
             self.extractor = build_extractor(
                 self.extractor_name, model.data_shape, self.inception_weights, self.evaluator
@@ -159,15 +152,55 @@ class FIDCallback(PeriodicEvaluation):
             )
 
     @override
-    def run_evaluation(self, trainer: L.Trainer, model: AutoencoderModule, stage: str) -> None:
-        self._log(model, stage, self.evaluate(trainer, model, stage))
+    def evaluate(
+        self, trainer: L.Trainer, model: AutoencoderModule, stage: Stage
+    ) -> dict[str, Tensor]:
+        """This stage's FID, KID and reconstruction FID (collective: every rank calls it)."""
+        recon_split: Split = "test" if stage == "test" else "val"
+        self._planned = {"samples": self.num_samples}
+        if self.reconstruction:
+            n_recon = min(self.num_samples, len(dataset_tensors(trainer, recon_split)[0]))
+            self._planned["reconstructions"] = n_recon
+        self._ensure_real(trainer, model)
+        images = len(model.data_shape) == 3
+        fid, kid = self.metrics["fid"], self.metrics.get("kid")
+        fakes = [torch.empty(0, fid.num_features, device=model.device)]
+        for x in self.sample_batches(
+            trainer, model, self.num_samples, self.batch_size, self.seed, images
+        ):
+            f = self._features(trainer, x)
+            fid.update(f, real=False)
+            fakes.append(f.float())
+        values = {"fid": fid.compute()}
+        if kid is not None:
+            kid.update(torch.cat(fakes), real=False)  # one entry per rank (see KernelDistance)
+            kid.subset_size = min(self.kid_subset_size, self.num_samples, self.num_real)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)  # KID's random subsets: the same on every rank
+                values["kid"], values["kid_std"] = kid.compute()
+        if self.reconstruction:
+            values["fid_recon"] = self._recon_fid(trainer, model, recon_split)
+        for m in self.metrics.values():
+            m.reset()  # the generated side only; real statistics are kept
+        return values
 
-    def _features(self, x: Tensor) -> Tensor:
+    def _features(self, trainer: L.Trainer, x: Tensor) -> Tensor:
         assert self.extractor is not None
+        timed = (
+            not self._cost_said
+            and isinstance(self.extractor, InceptionFeatures)
+            and x.device.type == "cpu"
+        )
+        start = time.perf_counter()
         with torch.no_grad():
-            return self.extractor(x).double()  # (B, F)
+            f = self.extractor(x).double()  # (B, F)
+        if timed:
+            rate = len(x) / max(time.perf_counter() - start, 1e-9)
+            rank_zero_info(inception_cost_message(rate, self._planned, trainer.world_size))
+            self._cost_said = True
+        return f
 
-    def _ensure_real(self, trainer: L.Trainer, device: torch.device) -> None:
+    def _ensure_real(self, trainer: L.Trainer, model: AutoencoderModule) -> None:
         assert self.extractor is not None
         dm = datamodule_of(trainer)  # no split is loaded here: a cache hit needs none
         key = cache_key(
@@ -191,67 +224,34 @@ class FIDCallback(PeriodicEvaluation):
         hit = bool(trainer.strategy.broadcast(cached is not None, src=0))
         fid, kid = self.metrics["fid"], self.metrics.get("kid")
         if not hit:
-            x_all, _ = dataset_tensors(trainer, self.real_split)
-            idx = torch.tensor(list(rank_share(min(self.num_real, len(x_all)), trainer)))
-            feats = [self._features(as_float(x_all[b], device)) for b in idx.split(self.batch_size)]
-            local = torch.cat(feats) if feats else torch.empty(0, fid.num_features, device=device)
+            n_real = min(self.num_real, len(dataset_tensors(trainer, self.real_split)[0]))
+            self._planned = {"real": n_real, **self._planned}
+            feats = [torch.empty(0, fid.num_features, device=model.device)]
+            for x in self.real_batches(trainer, model, self.real_split, n_real, self.batch_size):
+                feats.append(self._features(trainer, x))
+            local = torch.cat(feats)  # (this rank's share, F)
             fid.update(local, real=True)
             if kid is not None:
                 kid.update(local.float(), real=True)
-                kid.sync()  # collective on every rank; rank 0 then writes the global state
-            with fid.sync_context():
-                if trainer.is_global_zero:
+            with contextlib.ExitStack() as synced:  # collectives on every rank, then unsynced
+                for metric in (fid, kid):
+                    if metric is not None:
+                        synced.enter_context(metric.sync_context())
+                if trainer.is_global_zero:  # rank 0 writes the global state, no collective
                     meta = {"key": key, "source": self.extractor.source}
                     save_state(path, real_state(fid, kid), meta)
-            if kid is not None and kid._is_synced:
-                kid.unsync()
             self.real_computations += 1
             cached = real_state(fid, kid)  # this rank's share; sums to the whole over ranks
         load_real_state(fid, kid, cached)
         load_real_state(self.metrics["fid_recon"], None, cached)
         self._real_key = key
 
-    def evaluate(
-        self, trainer: L.Trainer, model: AutoencoderModule, stage: str
-    ) -> dict[str, float]:
-        """This stage's FID, KID and reconstruction FID (collective: every rank calls it)."""
-        device = model.device
-        self._ensure_real(trainer, device)
-        images = len(model.data_shape) == 3
-        fid, kid = self.metrics["fid"], self.metrics.get("kid")
-        fakes = [torch.empty(0, fid.num_features, device=device)]
-        for x in generated_batches(
-            model, self.num_samples, self.batch_size, self.seed, images, trainer
-        ):
-            f = self._features(x)
-            fid.update(f, real=False)
-            fakes.append(f.float())
-        values = {"fid": fid.compute()}
-        if kid is not None:
-            kid.update(torch.cat(fakes), real=False)  # one entry per rank (see KernelDistance)
-            kid.subset_size = min(self.kid_subset_size, self.num_samples, self.num_real)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed)  # KID's random subsets: the same on every rank
-                values["kid"], values["kid_std"] = kid.compute()
-        if self.reconstruction:
-            values["fid_recon"] = self._recon_fid(trainer, model, stage)
-        for m in self.metrics.values():
-            m.reset()  # the generated side only; real statistics are kept
-        out = {k: float(v) for k, v in values.items()}
-        return out
-
-    @staticmethod
-    def _log(pl_module: L.LightningModule, stage: str, values: dict[str, float]) -> None:
-        for k, v in values.items():
-            pl_module.log(f"{stage}/{k}", v, sync_dist=False)  # already global: same on all ranks
-
-    def _recon_fid(self, trainer: L.Trainer, model: AutoencoderModule, stage: str) -> Tensor:
+    def _recon_fid(self, trainer: L.Trainer, model: AutoencoderModule, split: Split) -> Tensor:
         metric = self.metrics["fid_recon"]
-        x_all, _ = dataset_tensors(trainer, "test" if stage == "test" else "val")
-        idx = torch.tensor(list(rank_share(min(self.num_samples, len(x_all)), trainer)))
         images = len(model.data_shape) == 3
-        with torch.no_grad():
-            for b in idx.split(self.batch_size):
-                recon = model.reconstruct(as_float(x_all[b], model.device))
-                metric.update(self._features(recon.clamp(0, 1) if images else recon), real=False)
+        for x in self.real_batches(trainer, model, split, self.num_samples, self.batch_size):
+            recon = model.reconstruct(x)
+            metric.update(
+                self._features(trainer, recon.clamp(0, 1) if images else recon), real=False
+            )
         return metric.compute()

@@ -1,19 +1,21 @@
 """Holes in the aggregated posterior, logged every k epochs and at test, with a picture.
 
-The statistics are those of :mod:`latentzoo.metrics.holes`: q(z) = 1/N sum_n q(z|x_n) over the
-encodings of N training points (``model.posterior(x)``: Gaussians for VAEs, a Silverman-width
-KDE for deterministic encoders), scored at M prior samples by chunked log-sum-exp.
+The statistics are those of :mod:`latentzoo.metrics.holes`: a classifier between samples of the
+aggregated posterior q(z) (one draw z_n ~ q(z|x_n) per encoded training point, or the code itself
+for deterministic encoders) and draws of the model's own prior (``model.sample_prior``) estimates
+the density ratio q/p, cross-fitted so that every number is out of sample.
 
 Logged (``stage`` is ``val`` or ``test``):
 
-- ``stage/holes``: fraction of prior samples with log q(z) below the ``level`` quantile of the
-  leave-one-out log q at the encodings (``level`` itself when there are no holes);
+- ``stage/holes``: prior mass where q/p < ``epsilon`` (0.1): the share of prior draws that land
+  where the encoder puts less than a tenth of the prior's density;
 - ``stage/kl_prior_agg`` (KL(p||q), inflated by holes) and ``stage/kl_agg_prior`` (KL(q||p));
 - ``stage/offdiag_cov``: mean |off-diagonal covariance| of the codes over the active dimensions;
 - ``holes/latents``: encodings over the prior's contours with the holes marked (the two leading
   principal components of the codes when d > 2), as in Tomczak's figure of a VAE with a N(0, I)
   prior.
 
+LMGAE-style models are measured on their open latent dimensions only (``used_latent_dims``).
 Under DDP each rank encodes its share; :class:`AggregatedPosteriorHoles` gathers the posteriors,
 every rank computes the same numbers, and rank 0 alone draws the picture.
 """
@@ -22,23 +24,18 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torchmetrics.utilities import dim_zero_cat
 from typing_extensions import override
 
-from latentzoo.callbacks._shared import (
-    PeriodicEvaluation,
-    Split,
-    as_float,
-    dataset_tensors,
-    rank_share,
-)
+from latentzoo.callbacks.base import PeriodicEvaluation, Stage
+from latentzoo.callbacks.batches import Split
 from latentzoo.callbacks.log_media import figure_to_image, log_image
-from latentzoo.metrics.holes import AggregatedPosteriorHoles
+from latentzoo.metrics.holes import AggregatedPosteriorHoles, PriorSampler
 from latentzoo.zoo import AutoencoderModule
 
-__all__ = ["HolesCallback", "holes_figure"]
+__all__ = ["HolesCallback", "holes_figure", "prior_sampler"]
 
 
 def _pca_basis(codes: Tensor) -> tuple[Tensor, Tensor]:
@@ -100,16 +97,31 @@ def holes_figure(codes: Tensor, prior: Tensor, holes: Tensor, max_points: int = 
     return figure_to_image(fig)
 
 
+def prior_sampler(model: AutoencoderModule, dims: Tensor | None) -> PriorSampler:
+    """Draws of ``model.sample_prior`` on ``dims``, seeded from the generator; training's RNG is
+    left alone."""
+    devices = [model.device] if model.device.type == "cuda" else []
+
+    def sample(n: int, gen: torch.Generator) -> Tensor:
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            torch.manual_seed(int(torch.randint(2**62, (), generator=gen)))
+            z = model.sample_prior(n)  # (n, latent_dim)
+        return (z if dims is None else z[:, dims]).double().cpu()
+
+    return sample
+
+
 class HolesCallback(PeriodicEvaluation):
     """Aggregated-posterior holes, the two KLs and the active-dimension covariance.
 
     Args:
         num_encodings: N, training points encoded (all of ``split`` if fewer).
-        num_prior: M, prior samples scored.
-        num_reference: Encodings scored leave-one-out for the threshold (see ``hole_stats``).
-        level: Quantile of leave-one-out log q that defines a hole (1%).
+        num_prior: M, draws of the model's prior (see :func:`~latentzoo.metrics.hole_stats`).
+        num_reference: Most samples of q the classifier sees (a random subset of the N).
+        epsilon: A prior draw is in a hole where q/p is below this.
         split: The data encoded.
-        every_n_epochs: Evaluate at the end of every k-th validation epoch; always at test.
+        every_n_epochs: Evaluate after every k-th validation epoch and at the end of ``fit``
+            (:class:`~latentzoo.callbacks.PeriodicEvaluation`); always at validate and test.
         picture: Log the ``holes/latents`` image.
         batch_size: Encoding batch size.
         seed: Seeds the prior samples and subsets (the same on every rank and evaluation).
@@ -120,54 +132,49 @@ class HolesCallback(PeriodicEvaluation):
         num_encodings: int = 60_000,
         num_prior: int = 10_000,
         num_reference: int = 10_000,
-        level: float = 0.01,
+        epsilon: float = 0.1,
         split: Split = "train",
         every_n_epochs: int = 5,
         picture: bool = True,
         batch_size: int = 500,
         seed: int = 0,
     ) -> None:
-        if not 0 < level < 1:
-            raise ValueError(f"level must be in (0, 1), got {level}")
-        if min(num_encodings, num_prior, num_reference) < 2 or every_n_epochs < 1:
-            raise ValueError("num_encodings, num_prior, num_reference >= 2, every_n_epochs >= 1")
+        super().__init__(every_n_epochs)
+        if not 0 < epsilon < 1:
+            raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
+        if min(num_encodings, num_prior, num_reference) < 4:
+            raise ValueError("num_encodings, num_prior and num_reference must be >= 4")
         self.num_encodings, self.split = num_encodings, split
-        self.every_n_epochs, self.picture, self.batch_size = every_n_epochs, picture, batch_size
-        self.metric = AggregatedPosteriorHoles(num_prior, num_reference, level, seed)
+        self.picture, self.batch_size = picture, batch_size
+        self.metric = AggregatedPosteriorHoles(num_prior, num_reference, seed=seed, epsilon=epsilon)
+        self._codes: Tensor | None = None  # this rank's codes of the last evaluation, to draw
 
     @override
-    def run_evaluation(self, trainer: L.Trainer, model: AutoencoderModule, stage: str) -> None:
-        self.evaluate(trainer, model, stage)
-
     def evaluate(
-        self, trainer: L.Trainer, model: AutoencoderModule, stage: str
-    ) -> dict[str, float]:
-        """Encode this rank's share, compute (collective) and log; returns the values."""
+        self, trainer: L.Trainer, model: AutoencoderModule, stage: Stage
+    ) -> dict[str, Tensor]:
+        """Encode this rank's share of ``split`` and compute (collective) the statistics."""
         self.metric.to(model.device)
-        x_all, _ = dataset_tensors(trainer, self.split)
-        idx = torch.tensor(list(rank_share(min(self.num_encodings, len(x_all)), trainer)))
         dims = model.used_latent_dims()  # the same on every rank: parameters are synced
         if dims is not None and len(dims) == 0:
             rank_zero_warn(f"{type(model).__name__} uses no latent dimension; holes not measured")
             return {}
-        with torch.no_grad():
-            for b in idx.split(self.batch_size):
-                mu, logvar = model.posterior(as_float(x_all[b], model.device))
-                if dims is not None:
-                    mu, logvar = mu[:, dims], None if logvar is None else logvar[:, dims]
-                self.metric.update(mu, logvar)
+        for x in self.real_batches(trainer, model, self.split, self.num_encodings, self.batch_size):
+            mu, logvar = model.posterior(x)  # (B, d), (B, d) or None
+            if dims is not None:
+                mu, logvar = mu[:, dims], None if logvar is None else logvar[:, dims]
+            self.metric.update(mu, logvar)
+        self.metric.prior_sample = prior_sampler(model, dims)
         stats = self.metric.compute()  # every rank: gathers the posteriors
-        out = {k: float(v) for k, v in stats.items() if k != "num_active"}
-        for k, v in out.items():
-            model.log(f"{stage}/{k}", v, sync_dist=False)  # equal on all ranks
-        if self.picture:
-            self._draw(trainer, dim_zero_cat(self.metric.mu))  # this rank's codes
+        if self.picture and trainer.is_global_zero:
+            self._codes = dim_zero_cat(self.metric.mu)  # (N_rank0, d'): rank 0's codes
         self.metric.reset()
-        return out
+        return {k: v for k, v in stats.items() if k != "num_active"}
 
-    @rank_zero_only
-    def _draw(self, trainer: L.Trainer, codes: Tensor) -> None:
-        prior, holes = self.metric.last_prior, self.metric.last_holes
-        if prior is None or holes is None:
+    @override
+    def rank_zero_media(self, trainer: L.Trainer, model: AutoencoderModule, stage: Stage) -> None:
+        codes, prior, holes = self._codes, self.metric.last_prior, self.metric.last_holes
+        self._codes = None
+        if codes is None or prior is None or holes is None:
             return
         log_image(trainer, "holes/latents", holes_figure(codes, prior, holes))

@@ -23,7 +23,7 @@ from torch import Tensor
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["figure_to_image", "image_grid", "log_image"]
+__all__ = ["figure_to_image", "image_grid", "log_image", "run_dir"]
 
 
 def image_grid(images: Tensor, nrow: int) -> Tensor:
@@ -48,10 +48,15 @@ def figure_to_image(fig: Figure) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgba[..., :3])).permute(2, 0, 1)
 
 
-def _png_dir(trainer: L.Trainer) -> Path:
+def run_dir(trainer: L.Trainer) -> Path:
+    """The run's folder: the first logger's ``log_dir`` (TensorBoard, CSV) or ``save_dir`` (W&B),
+    else the trainer's root folder.
+
+    Unlike ``trainer.log_dir`` this calls no collective, so rank-zero-only code may use it.
+    """
     logger = trainer.logger
-    folder = getattr(logger, "log_dir", None) if logger is not None else None
-    return Path(folder or trainer.default_root_dir) / "images"
+    folder = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
+    return Path(folder or trainer.default_root_dir)
 
 
 def log_image(trainer: L.Trainer, key: str, image: Tensor, caption: str | None = None) -> None:
@@ -73,7 +78,7 @@ def log_image(trainer: L.Trainer, key: str, image: Tensor, caption: str | None =
         elif not wrote_png:
             from PIL import Image
 
-            folder = _png_dir(trainer)
+            folder = run_dir(trainer) / "images"
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(hwc).save(folder / f"{key.replace('/', '_')}_step{step}.png")
             wrote_png = True

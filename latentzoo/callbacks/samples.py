@@ -19,18 +19,13 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 from typing_extensions import override
 
-from latentzoo.callbacks._shared import (
-    PeriodicEvaluation,
-    as_float,
-    check_model,
-    dataset_tensors,
-    generated_batches,
-)
+from latentzoo.callbacks.base import PeriodicEvaluation, Stage
+from latentzoo.callbacks.batches import dataset_tensors, generated_batches
 from latentzoo.callbacks.log_media import image_grid, log_image
+from latentzoo.datamodules.base import to_model_input
 from latentzoo.zoo import AutoencoderModule
 
 __all__ = ["SampleImages"]
@@ -46,7 +41,8 @@ class SampleImages(PeriodicEvaluation):
         num_interpolations: Rows of ``samples/interpolations``.
         max_traversal_dims: Rows of ``samples/traversals`` (the first latent dims).
         traversal_range: Traversals sweep each dim over [-r, r].
-        every_n_epochs: Log at the end of every k-th validation epoch; always at test.
+        every_n_epochs: Log after every k-th validation epoch and at the end of ``fit``; always
+            at validate and test.
         seed: Seeds the samples, so grids from different epochs show the same z.
     """
 
@@ -61,17 +57,18 @@ class SampleImages(PeriodicEvaluation):
         every_n_epochs: int = 1,
         seed: int = 0,
     ) -> None:
-        if min(num_samples, num_inputs, num_interpolations, max_traversal_dims, every_n_epochs) < 1:
-            raise ValueError("counts and every_n_epochs must be >= 1")
+        super().__init__(every_n_epochs)
+        if min(num_samples, num_inputs, num_interpolations, max_traversal_dims) < 1:
+            raise ValueError("num_samples, num_inputs, num_interpolations, max_traversal_dims >= 1")
         if steps < 2:
             raise ValueError(f"steps must be >= 2, got {steps}")
         self.num_samples, self.num_inputs, self.steps = num_samples, num_inputs, steps
         self.num_interpolations, self.max_traversal_dims = num_interpolations, max_traversal_dims
-        self.traversal_range, self.every_n_epochs, self.seed = traversal_range, every_n_epochs, seed
+        self.traversal_range, self.seed = traversal_range, seed
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        shape = check_model(pl_module, self).data_shape
+        shape = self.check_model(pl_module).data_shape
         if len(shape) != 3:
             raise ValueError(
                 f"SampleImages draws images, but the model's data have shape {shape}; drop the "
@@ -79,24 +76,24 @@ class SampleImages(PeriodicEvaluation):
             )
 
     @override
-    def run_evaluation(self, trainer: L.Trainer, model: AutoencoderModule, stage: str) -> None:
-        self.log_pictures(trainer, model, stage)
+    def evaluate(
+        self, trainer: L.Trainer, model: AutoencoderModule, stage: Stage
+    ) -> dict[str, float]:
+        return {}  # pictures only, made on rank 0 (rank_zero_media)
 
-    @rank_zero_only
-    @torch.no_grad()
-    def log_pictures(self, trainer: L.Trainer, model: AutoencoderModule, stage: str) -> None:
-        """Make and log the four pictures (rank 0)."""
+    @override
+    def rank_zero_media(self, trainer: L.Trainer, model: AutoencoderModule, stage: Stage) -> None:
         for key, image in self.pictures(trainer, model, stage).items():
             log_image(trainer, key, image)
 
     @torch.no_grad()
     def pictures(
-        self, trainer: L.Trainer, model: AutoencoderModule, stage: str
+        self, trainer: L.Trainer, model: AutoencoderModule, stage: Stage
     ) -> dict[str, Tensor]:
         """The four pictures as (3, H, W) images in [0, 1], keyed by their logging keys."""
         x_all, _ = dataset_tensors(trainer, "test" if stage == "test" else "val")
         n_in = min(self.num_inputs, len(x_all))
-        x = as_float(x_all[:n_in], model.device)  # (n, C, H, W)
+        x = to_model_input(x_all[:n_in].to(model.device))  # (n, C, H, W)
         samples = next(
             generated_batches(model, self.num_samples, self.num_samples, self.seed, True)
         )

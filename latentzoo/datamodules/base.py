@@ -27,7 +27,16 @@ from typing_extensions import override
 
 from latentzoo.datamodules.sampler import ResumableSampler
 
-__all__ = ["InMemoryDataModule", "TensorPairDataset"]
+__all__ = ["InMemoryDataModule", "TensorPairDataset", "to_model_input"]
+
+
+def to_model_input(x: Tensor) -> Tensor:
+    """Data as every model sees it: uint8 images become floats in [0, 1]; floats stay as they are.
+
+    The one conversion rule of latentzoo, used by the datamodules on each batch and by the
+    callbacks that read a split's tensors directly. Call it after moving ``x`` to its device.
+    """
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x  # (B, C, H, W) in [0, 1]
 
 
 class TensorPairDataset(Dataset[tuple[Tensor, Tensor]]):
@@ -191,6 +200,4 @@ class InMemoryDataModule(L.LightningDataModule, abc.ABC):
     @override
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         x, y = batch
-        if x.dtype == torch.uint8:
-            x = x.float().div_(255.0)  # (B, C, H, W) in [0, 1], made on the device
-        return x, y
+        return to_model_input(x), y  # made on the device

@@ -1,4 +1,5 @@
-"""Feature extractors for FID/KID: the standard Inception pool features, pixels, or a domain net.
+"""Feature extractors for FID/KID: the standard Inception pool features, pixels, or a domain net,
+and :data:`EXTRACTORS`, the table from an ``extractor=`` name to how to build one.
 
 FID (Heusel et al. 2017, TTUR) compares Gaussians fitted to features of real and generated data;
 the numbers in papers use the 2048-d pool3 features of ``inception-2015-12-05`` (the TF graph of
@@ -26,20 +27,26 @@ from __future__ import annotations
 import importlib.resources
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from latentzoo.metrics.classifier import DomainClassifier
+
 __all__ = [
+    "EXTRACTORS",
     "FID_HELPER_PACKAGE",
     "INCEPTION_WEIGHTS_NAME",
+    "DomainFeatures",
     "ExtractorName",
     "FeatureExtractor",
     "InceptionFeatures",
     "MissingWeightsError",
     "PixelFeatures",
+    "build_extractor",
     "find_inception",
 ]
 
@@ -212,3 +219,79 @@ class InceptionFeatures(FeatureExtractor):
             u8.float(), size=(INCEPTION_SIZE, INCEPTION_SIZE), align_corners=False
         )
         return self.net((y - 128) / 128).reshape(len(x), -1)  # input in [-1, 0.9921875]
+
+
+class DomainFeatures(FeatureExtractor):
+    """Penultimate features of a saved :class:`~latentzoo.metrics.classifier.DomainClassifier`;
+    also its predicted classes.
+
+    Args:
+        checkpoint: Path written by ``latentzoo evaluator fit``.
+        data_shape: Shape the inputs must have; must match the classifier's.
+    """
+
+    def __init__(self, checkpoint: str, data_shape: tuple[int, ...] | None = None) -> None:
+        super().__init__(data_shape)
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"domain evaluator checkpoint {path} does not exist; train one with "
+                f"`latentzoo evaluator fit --data <DataModule> --save_path {path}`"
+            )
+        self.net = DomainClassifier.load_from_checkpoint(path, map_location="cpu")
+        self.net.requires_grad_(False).eval()
+        if data_shape is not None and tuple(data_shape) != self.net.data_shape:
+            raise ValueError(
+                f"the evaluator {path} was trained on data of shape {self.net.data_shape}, "
+                f"not {tuple(data_shape)}"
+            )
+        self.num_features = int(self.net.hparams["feature_dim"])
+        self.num_classes = self.net.num_classes
+        self.source = f"domain:{path.resolve()}:{int(path.stat().st_mtime)}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check(x)
+        return self.net.features(x)  # (B, feature_dim)
+
+    def predict(self, x: Tensor) -> Tensor:
+        """Predicted classes, (B,)."""
+        self.check(x)
+        return self.net(x).argmax(1)
+
+
+def _domain(
+    data_shape: tuple[int, ...], inception_weights: str | None, evaluator: str | None
+) -> FeatureExtractor:
+    if evaluator is None:
+        raise ValueError(
+            "extractor='domain' needs evaluator=<checkpoint of latentzoo evaluator fit>; train "
+            "one with `latentzoo evaluator fit --data <DataModule> --save_path <path>`"
+        )
+    return DomainFeatures(evaluator, data_shape)
+
+
+ExtractorFactory = Callable[[tuple[int, ...], str | None, str | None], FeatureExtractor]
+
+# extractor name -> factory(data_shape, inception_weights, evaluator)
+EXTRACTORS: dict[ExtractorName, ExtractorFactory] = {
+    "inception": lambda shape, weights, _: InceptionFeatures(weights, shape),
+    "pixels": lambda shape, _, __: PixelFeatures(shape),
+    "domain": _domain,
+}
+
+
+def build_extractor(
+    name: ExtractorName,
+    data_shape: tuple[int, ...],
+    inception_weights: str | None = None,
+    evaluator: str | None = None,
+) -> FeatureExtractor:
+    """The feature extractor called ``name`` (a key of :data:`EXTRACTORS`) for ``data_shape``.
+
+    Args:
+        inception_weights: For ``inception``: a local weights file (see :func:`find_inception`).
+        evaluator: For ``domain``: the checkpoint of ``latentzoo evaluator fit``.
+    """
+    if name not in EXTRACTORS:
+        raise ValueError(f"unknown extractor {name!r}; choose one of {sorted(EXTRACTORS)}")
+    return EXTRACTORS[name](data_shape, inception_weights, evaluator)

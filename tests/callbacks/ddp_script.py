@@ -1,9 +1,11 @@
 """Run FIDCallback and HolesCallback under ``Trainer(strategy="ddp")`` on CPU (gloo).
 
-    python tests/callbacks/ddp_script.py OUT.json CACHE_DIR [DEVICES]
+    python tests/callbacks/ddp_script.py OUT.json CACHE_DIR [DEVICES [test|fit]]
 
-Writes, from rank 0, the logged test values of two evaluations: the first computes the real
-statistics (sharded over ranks), the second reads them from the cache (rank 0 only). The test
+``test`` (default) writes, from rank 0, the logged test values of two evaluations: the first
+computes the real statistics (sharded over ranks), the second reads them from the cache (rank 0
+only). ``fit`` trains one epoch at learning rate 0 with callbacks due every 5 epochs, so the only
+evaluation is the one at the end of ``fit`` (``on_train_end``), and writes its values. The test
 compares them with one process on the same model and data.
 """
 
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import CSVLogger, Logger
 
 from latentzoo.callbacks import FIDCallback, HolesCallback
 from latentzoo.datamodules import Synthetic
@@ -37,30 +40,42 @@ def build() -> tuple[VAE, Synthetic]:
     return model, Synthetic(latent_dim=2, data_dim=6, num_train=400, num_test=100, val_size=100)
 
 
-def evaluate(devices: int, cache_dir: str) -> list[dict[str, float]]:
-    model, dm = build()
-    callbacks = [
-        FIDCallback(
-            extractor="pixels",
-            num_samples=130,
-            num_real=250,
-            batch_size=50,
-            kid_subset_size=50,
-            cache_dir=cache_dir,
-        ),
-        HolesCallback(num_prior=400, num_reference=60, batch_size=64),
-    ]
-    trainer = L.Trainer(
+def make_callbacks(cache_dir: str, every_n_epochs: int = 5) -> list[L.Callback]:
+    fid = FIDCallback(
+        extractor="pixels",
+        num_samples=130,
+        num_real=250,
+        batch_size=50,
+        kid_subset_size=50,
+        cache_dir=cache_dir,
+        every_n_epochs=every_n_epochs,
+    )
+    holes = HolesCallback(num_prior=400, num_reference=60, batch_size=64)
+    return [fid, holes]
+
+
+def make_trainer(
+    devices: int, cache_dir: str, callbacks: list[L.Callback], logger: Logger | bool = False
+) -> L.Trainer:
+    return L.Trainer(
         accelerator="cpu",
         devices=devices,
         strategy="ddp" if devices > 1 else "auto",
         default_root_dir=str(Path(cache_dir).parent),  # pictures land in the test's tmp folder
-        logger=False,
+        logger=logger,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         callbacks=callbacks,
+        max_epochs=1,
+        num_sanity_val_steps=0,
     )
+
+
+def evaluate(devices: int, cache_dir: str) -> list[dict[str, float]]:
+    model, dm = build()
+    callbacks = make_callbacks(cache_dir)
+    trainer = make_trainer(devices, cache_dir, callbacks)
     results = []
     for _ in range(2):
         trainer.test(model, dm, verbose=False)
@@ -69,10 +84,22 @@ def evaluate(devices: int, cache_dir: str) -> list[dict[str, float]]:
     return results
 
 
+def fit_end_values(devices: int, cache_dir: str) -> dict[str, float]:
+    """The values of the one evaluation of a 1-epoch fit whose callbacks are due every 5 epochs."""
+    model, dm = build()
+    model.lr = 0.0  # the weights stay those of build(): comparable with any process count
+    logger = CSVLogger(Path(cache_dir).parent, name="logs", version=0)  # rank 0 writes its files
+    trainer = make_trainer(devices, cache_dir, make_callbacks(cache_dir, every_n_epochs=5), logger)
+    trainer.fit(model, dm)
+    names = [k.split("/", 1)[1] for k in KEYS]
+    return {name: float(trainer.callback_metrics[f"val/{name}"]) for name in names}
+
+
 if __name__ == "__main__":
     out, cache = sys.argv[1], sys.argv[2]
     devices = int(sys.argv[3]) if len(sys.argv) > 3 else 2
-    values = evaluate(devices, cache)
+    mode = sys.argv[4] if len(sys.argv) > 4 else "test"
+    values = evaluate(devices, cache) if mode == "test" else fit_end_values(devices, cache)
     if int(__import__("os").environ.get("LOCAL_RANK", "0")) == 0:
         with open(out, "w") as f:
             json.dump(values, f)

@@ -74,3 +74,23 @@ def test_render_trajectory_is_an_rgb_image_whose_colours_follow_the_values():
     image = render_trajectory(closed_then_open, masked=True)
     assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
     assert len(np.unique(image.reshape(-1, 3), axis=0)) > 10  # a drawn figure, not a blank
+
+
+def test_test_stage_counts_active_units_over_the_test_batches(tmp_path) -> None:
+    model = VAE(data_shape=(8,), latent_dim=4, width=4)
+    scales = torch.tensor([0.0, 0.0, 0.5, 1.0])  # two dims vary (variances 0.25, 1 > 0.01)
+    model.posterior = lambda x: (x[:, :4] * scales, torch.zeros(len(x), 4))  # type: ignore
+    callback = ActiveDims()
+    trainer = _trainer(tmp_path, callback)
+    trainer.test(model, _loader())
+    assert trainer.callback_metrics["test/active_dims"] == 2
+    assert callback.trajectory == []  # the trajectory is of validation epochs only
+
+
+def test_a_fit_ending_between_validations_keeps_the_last_count(tmp_path) -> None:
+    model = VAE(data_shape=(8,), latent_dim=4, width=4)
+    callback = ActiveDims()
+    trainer = _trainer(tmp_path, callback, max_steps=6, num_sanity_val_steps=0)
+    trainer.fit(model, _loader(), _loader())  # 4 steps per epoch: validation after step 4 only
+    assert len(callback.trajectory) == 1  # no validation batch since: nothing new to count
+    assert "val/active_dims" in trainer.callback_metrics

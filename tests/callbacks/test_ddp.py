@@ -36,3 +36,25 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
         for key, value in run_one.items():
             assert run_two[key] == pytest.approx(value, rel=1e-5, abs=1e-9, nan_ok=True), key
     assert one[0] == pytest.approx(one[1], nan_ok=True)  # cache read back gives the same values
+
+
+def test_end_of_fit_evaluation_under_two_processes_matches_one(tmp_path: Path) -> None:
+    # max_epochs=1 with every_n_epochs=5: the evaluation at the end of fit is the only one, and
+    # it runs its collectives on both ranks (a hang here would time out).
+    out = tmp_path / "fit.json"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(out), str(tmp_path / "two" / "cache"), "2", "fit"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=480,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads(out.read_text())
+    one = ddp_script.fit_end_values(1, str(tmp_path / "one" / "cache"))
+    assert set(two) == set(one) == {k.split("/", 1)[1] for k in ddp_script.KEYS}
+    for key, value in one.items():
+        assert two[key] == pytest.approx(value, rel=1e-5, abs=1e-9, nan_ok=True), key
+    (written,) = (tmp_path / "two" / "logs" / "version_0").glob("metrics_val_step*.json")
+    assert json.loads(written.read_text())["val/fid"] == pytest.approx(two["fid"], rel=1e-6)

@@ -10,7 +10,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from latentzoo.callbacks import FIDCallback
-from latentzoo.callbacks._shared import generated_batches
+from latentzoo.callbacks import fid as fid_module
+from latentzoo.callbacks.batches import generated_batches
+from latentzoo.callbacks.fid import inception_cost_message
 from latentzoo.datamodules import Synthetic
 from latentzoo.metrics.frechet import frechet_distance_between
 from latentzoo.zoo import VAE
@@ -109,3 +111,24 @@ def test_without_a_datamodule_the_error_says_what_to_pass(tmp_path: Path) -> Non
                                        cache_dir=str(tmp_path)))  # fmt: skip
     with pytest.raises(TypeError, match="latentzoo datamodule"):
         trainer.test(model, loader, verbose=False)
+
+
+def test_inception_cost_message_extrapolates_the_measured_rate() -> None:
+    message = inception_cost_message(10.0, {"real": 600, "samples": 1_200}, world_size=2)
+    assert "~10 images/s measured, 600 real + 1,200 samples: about 1.5 min" in message
+    assert "num_samples" in message and "extractor=domain" in message  # what makes it cheaper
+
+
+def test_inception_on_cpu_says_once_how_long_it_will_take(
+    random_inception_weights: Path, tiny_images, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    said: list[str] = []
+    monkeypatch.setattr(fid_module, "rank_zero_info", said.append)
+    cb = FIDCallback(inception_weights=str(random_inception_weights), num_samples=2, num_real=2,
+                     kid=False, batch_size=2, cache_dir=str(tmp_path))  # fmt: skip
+    trainer = make_trainer(cb)
+    for _ in range(2):
+        trainer.test(VAE(data_shape=(1, 28, 28), latent_dim=2, width=4), tiny_images)
+    costs = [m for m in said if "Inception on CPU" in m]
+    assert len(costs) == 1  # once per callback, not per evaluation
+    assert "2 real + 2 samples + 2 reconstructions: about" in costs[0]

@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from latentzoo.callbacks import HolesCallback
-from latentzoo.callbacks.holes import holes_figure
+from latentzoo.callbacks.holes import holes_figure, prior_sampler
 from latentzoo.datamodules import Synthetic
 from latentzoo.metrics.holes import hole_stats
 from latentzoo.zoo import LMGAE, VAE
@@ -32,7 +32,8 @@ def test_logged_values_match_the_metric_on_the_model_posteriors(
     model.eval()
     with torch.no_grad():
         mu, logvar = model.posterior(tiny_images.train_set.x.float() / 255)
-    expected, _, _ = hole_stats(mu, logvar, num_prior=300, num_reference=40)
+    prior = prior_sampler(model, None)  # the model's own prior, as the callback draws it
+    expected, _, _ = hole_stats(mu, logvar, num_prior=300, num_reference=40, prior_sample=prior)
     for key in ("holes", "kl_prior_agg", "kl_agg_prior"):
         got = float(trainer.callback_metrics[f"test/{key}"])
         assert got == pytest.approx(float(expected[key]), rel=1e-5, abs=1e-8)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from latentzoo.metrics.extractors import (
     InceptionFeatures,
     MissingWeightsError,
     PixelFeatures,
+    build_extractor,
     find_inception,
 )
 
@@ -72,3 +74,15 @@ def test_inputs_outside_unit_range_or_of_wrong_shape_are_reported(
     with pytest.raises(ValueError, match="need \\(1\\|3, H, W\\) images"):
         InceptionFeatures(str(random_inception_weights), data_shape=(128,))
     assert PixelFeatures((4, 2)).num_features == 8
+
+
+def test_every_extractor_name_builds_through_the_table(random_inception_weights: Path) -> None:
+    assert set(extractors.EXTRACTORS) == set(get_args(extractors.ExtractorName))
+    pixels = build_extractor("pixels", (6,))
+    assert isinstance(pixels, PixelFeatures) and pixels.num_features == 6
+    inception = build_extractor("inception", (1, 28, 28), str(random_inception_weights))
+    assert isinstance(inception, InceptionFeatures) and inception.data_shape == (1, 28, 28)
+    with pytest.raises(ValueError, match="needs evaluator="):
+        build_extractor("domain", (1, 28, 28))
+    with pytest.raises(ValueError, match=r"unknown extractor 'clip'.*'domain', 'inception'"):
+        build_extractor("clip", (6,))  # type: ignore[arg-type]

@@ -1,4 +1,10 @@
-"""Helpers shared by the evaluation callbacks: rank shards, seeded sampling, data-set access."""
+"""What an evaluation reads: this rank's share of a split's tensors, and seeded model samples.
+
+Both are split over DDP ranks the same way (:func:`rank_share`), so a metric that torchmetrics
+gathers in rank order sees its inputs in the order one process would, and order-dependent
+statistics (KID's random subsets, the holes metric's reference subset) agree exactly across
+process counts. :class:`~latentzoo.callbacks.PeriodicEvaluation` wraps these with progress bars.
+"""
 
 from __future__ import annotations
 
@@ -7,46 +13,32 @@ from typing import Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
-from typing_extensions import override
 
 from latentzoo.datamodules import InMemoryDataModule
+from latentzoo.datamodules.base import to_model_input
 from latentzoo.zoo import AutoencoderModule
 
 __all__ = [
-    "PeriodicEvaluation",
     "Split",
-    "as_float",
-    "check_model",
     "datamodule_of",
     "dataset_tensors",
     "generated_batches",
     "rank_share",
+    "split_batches",
 ]
 
 Split = Literal["train", "val", "test"]
 
 
 def rank_share(n: int, trainer: L.Trainer | None) -> range:
-    """The contiguous block of ``range(n)`` this rank handles.
+    """The contiguous block of ``range(n)`` this rank handles (blocks in rank order).
 
-    Blocks in rank order, so states gathered by torchmetrics (which concatenates in rank order)
-    come out in the same order as in one process: order-dependent statistics (KID's random
-    subsets, the holes metric's reference subset) then agree exactly across process counts.
+    Rank order matters: torchmetrics concatenates gathered states in rank order, so the blocks
+    come back in the order of one process.
     """
     rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
     return range(rank * n // world, (rank + 1) * n // world)
-
-
-def check_model(pl_module: L.LightningModule, callback: object) -> AutoencoderModule:
-    if not isinstance(pl_module, AutoencoderModule):
-        raise TypeError(
-            f"{type(callback).__name__} measures latentzoo models (AutoencoderModule subclasses), "
-            f"got {type(pl_module).__name__}"
-        )
-    return pl_module
 
 
 def datamodule_of(trainer: L.Trainer) -> InMemoryDataModule:
@@ -70,33 +62,15 @@ def dataset_tensors(trainer: L.Trainer, split: Split) -> tuple[Tensor, Tensor]:
     return ds.x, ds.y
 
 
-class PeriodicEvaluation(Callback):
-    """When an evaluation callback runs: during ``fit``, after every ``every_n_epochs``-th
-    validation epoch (never in the sanity check); after every ``validate`` and ``test`` run.
-    Subclasses say what it does."""
-
-    every_n_epochs: int = 1
-
-    def run_evaluation(self, trainer: L.Trainer, model: AutoencoderModule, stage: str) -> None:
-        """Measure ``model`` and log under ``stage`` (``val`` or ``test``)."""
-        raise NotImplementedError
-
-    @override
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        off_epoch = (trainer.current_epoch + 1) % self.every_n_epochs != 0
-        if trainer.sanity_checking or (trainer.state.fn == TrainerFn.FITTING and off_epoch):
-            return
-        self.run_evaluation(trainer, check_model(pl_module, self), "val")
-
-    @override
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.run_evaluation(trainer, check_model(pl_module, self), "test")
-
-
-def as_float(x: Tensor, device: torch.device) -> Tensor:
-    """A batch as the models see it: uint8 images become floats in [0, 1] on ``device``."""
-    x = x.to(device)
-    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+def split_batches(
+    trainer: L.Trainer, split: Split, n: int, batch_size: int, device: torch.device
+) -> Iterator[Tensor]:
+    """This rank's share of the first ``n`` samples of ``split`` (all if fewer), in batches, as
+    the model sees them (:func:`~latentzoo.datamodules.base.to_model_input`, on ``device``)."""
+    x_all, _ = dataset_tensors(trainer, split)
+    share = rank_share(min(n, len(x_all)), trainer)
+    for start in range(share.start, share.stop, batch_size):
+        yield to_model_input(x_all[start : min(start + batch_size, share.stop)].to(device))
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Domain evaluator: a small classifier of a data set, for "domain FID" and sample diversity.
+"""The domain classifier: a small net trained on a data set's labels, for domain FID and diversity.
 
 Inception features are trained on ImageNet photos; on 28x28 grey-scale clothes or digits they are
 a poor and slow yardstick, and on machines without the weights they are missing altogether. A
@@ -6,12 +6,8 @@ classifier trained on the data set itself gives features that know the domain (i
 layer feeds FID, as in the "FID with a domain network" practice of e.g. the MNIST-FID literature)
 and labels for the class-diversity metric (:mod:`latentzoo.metrics.diversity`).
 
-    latentzoo evaluator fit --data FashionMNIST --trainer.max_epochs 3
-    latentzoo evaluator fit --data FashionMNIST --save_path evaluators/fmnist.ckpt
-
-It trains with the datamodule's training split, reports accuracy on its test split (logged as
-``test/acc`` and printed), and saves a checkpoint that
-:meth:`DomainClassifier.load_from_checkpoint` reads.
+``latentzoo evaluator fit --data FashionMNIST`` trains one (see :mod:`latentzoo.cli`);
+:class:`~latentzoo.metrics.extractors.DomainFeatures` loads its checkpoint for the callbacks.
 """
 
 from __future__ import annotations
@@ -22,15 +18,12 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from torch import Tensor, nn
 from typing_extensions import override
 
-from latentzoo.datamodules import InMemoryDataModule
-from latentzoo.metrics.extractors import FeatureExtractor
 from latentzoo.zoo import nets
 
-__all__ = ["DomainClassifier", "DomainFeatures", "EvaluatorCLI", "evaluator_command"]
+__all__ = ["DomainClassifier"]
 
 
 class DomainClassifier(L.LightningModule):
@@ -113,77 +106,3 @@ class DomainClassifier(L.LightningModule):
     @override
     def configure_optimizers(self) -> Any:
         return torch.optim.Adam(self.parameters(), lr=self.lr)
-
-
-class DomainFeatures(FeatureExtractor):
-    """Penultimate features of a saved :class:`DomainClassifier`; also its predicted classes.
-
-    Args:
-        checkpoint: Path written by ``latentzoo evaluator fit``.
-        data_shape: Shape the inputs must have; must match the classifier's.
-    """
-
-    def __init__(self, checkpoint: str, data_shape: tuple[int, ...] | None = None) -> None:
-        super().__init__(data_shape)
-        from pathlib import Path
-
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"domain evaluator checkpoint {path} does not exist; train one with "
-                "`latentzoo evaluator fit --data <DataModule> --save_path " + str(path) + "`"
-            )
-        self.net = DomainClassifier.load_from_checkpoint(path, map_location="cpu")
-        self.net.requires_grad_(False).eval()
-        if data_shape is not None and tuple(data_shape) != self.net.data_shape:
-            raise ValueError(
-                f"the evaluator {path} was trained on data of shape {self.net.data_shape}, "
-                f"not {tuple(data_shape)}"
-            )
-        self.num_features = int(self.net.hparams["feature_dim"])
-        self.num_classes = self.net.num_classes
-        self.source = f"domain:{path.resolve()}:{int(path.stat().st_mtime)}"
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.check(x)
-        return self.net.features(x)
-
-    def predict(self, x: Tensor) -> Tensor:
-        """Predicted classes, (B,)."""
-        self.check(x)
-        return self.net(x).argmax(1)
-
-
-class EvaluatorCLI(LightningCLI):
-    """Fits a :class:`DomainClassifier`, tests it, and saves it to ``--save_path``."""
-
-    @override
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.data_shape", "model.data_shape", apply_on="instantiate")
-        parser.add_argument(
-            "--save_path",
-            type=str | None,
-            default=None,
-            help="Checkpoint to write (default: evaluators/<DataModule>.ckpt)",
-        )
-
-    def after_fit(self) -> None:
-        config = self.config[self.subcommand]
-        save_path = config.save_path or f"evaluators/{type(self.datamodule).__name__}.ckpt"
-        results = self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
-        self.trainer.save_checkpoint(save_path)
-        if self.trainer.is_global_zero:
-            acc = results[0]["test/acc"] if results else float("nan")
-            print(f"domain evaluator: test accuracy {acc:.4f}; saved to {save_path}")
-
-
-def evaluator_command(argv: Sequence[str]) -> None:
-    """``latentzoo evaluator fit --data FashionMNIST ...``: train and save a domain evaluator."""
-    EvaluatorCLI(
-        DomainClassifier,
-        InMemoryDataModule,
-        subclass_mode_data=True,
-        trainer_defaults={"max_epochs": 3, "logger": False, "enable_checkpointing": False},
-        save_config_callback=None,
-        args=list(argv),
-    )

@@ -1,0 +1,68 @@
+"""Evaluation through ``python -m latentzoo`` as a user runs it: a short ``fit`` ends with its
+metrics in the summary, and Ctrl-C in a slow evaluation keeps the values computed before it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SMALL = ["--model", "VAE", "--data", "Synthetic", "--data.num_train", "400",
+         "--data.val_size", "100", "--data.batch_size", "50", "--model.width", "4"]  # fmt: skip
+HOLES = ["--trainer.callbacks+=latentzoo.callbacks.HolesCallback",
+         "--trainer.callbacks.num_prior", "200", "--trainer.callbacks.num_reference", "40",
+         "--trainer.callbacks.picture", "false"]  # fmt: skip
+CSV = ["--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", "runs"]
+
+
+def latentzoo(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    root = Path(__file__).parents[2]
+    path = os.pathsep.join([str(root), str(Path(__file__).parent)])  # sleeping.Sleep resolves
+    return subprocess.Popen(
+        [sys.executable, "-m", "latentzoo", *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": path},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_one_epoch_fit_prints_the_callbacks_values_though_none_was_due(tmp_path: Path) -> None:
+    proc = latentzoo("fit", *SMALL, *HOLES, *CSV, "--trainer.max_epochs", "1", cwd=tmp_path)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    (written,) = (tmp_path / "runs" / "VAE-Synthetic" / "version_0").glob("metrics_val_*.json")
+    holes = json.loads(written.read_text())["val/holes"]
+    summary = out[out.index("latentzoo: VAE on Synthetic") :]
+    printed = re.search(r"val/holes\s+(\S+)", summary)  # HolesCallback's every_n_epochs is 5
+    assert printed is not None, summary
+    assert float(printed.group(1)) == pytest.approx(holes, rel=1e-5)
+
+
+def test_ctrl_c_in_a_slow_evaluation_keeps_the_values_already_computed(tmp_path: Path) -> None:
+    proc = latentzoo("test", *SMALL, *HOLES, *CSV, "--trainer.callbacks+=sleeping.Sleep",
+                     cwd=tmp_path)  # fmt: skip
+    run = tmp_path / "runs" / "VAE-Synthetic" / "version_0"
+    written = run / "metrics_test_step0.json"
+    deadline = time.monotonic() + 240
+    while not written.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # HolesCallback is done once its file exists; Sleep runs next
+    assert written.is_file(), proc.communicate()[1][-3000:]
+    time.sleep(1.0)  # into Sleep.evaluate
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert "KeyboardInterrupt" in err and proc.returncode != 0
+    values = json.loads(written.read_text())
+    assert set(values) == {"test/holes", "test/kl_prior_agg", "test/kl_agg_prior",
+                           "test/offdiag_cov"}  # fmt: skip  # nothing from the interrupted one
+    assert 0 <= values["test/holes"] <= 1
+    csv_header = (run / "metrics.csv").read_text().splitlines()[0]
+    assert "test/holes" in csv_header and "test/slept" not in csv_header
