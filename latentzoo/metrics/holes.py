@@ -168,7 +168,6 @@ def calibrated_log_ratio(
     return logr[: len(logr_q)], logr[len(logr_q) :]
 
 
-@torch.enable_grad()
 def density_ratio_logits(
     zq: Tensor,
     zp: Tensor,
@@ -191,8 +190,17 @@ def density_ratio_logits(
     Returns:
         (Nq,) and (Np,) float64 log-ratio estimates, each from a classifier that never saw it.
     """
+    # validate/test run under inference mode, where nothing could be trained: leave it, and
+    # copy the inputs out of it (inference tensors cannot take part in autograd).
+    with torch.inference_mode(False), torch.enable_grad():
+        zq, zp = zq.detach().double().cpu().clone(), zp.detach().double().cpu().clone()
+        return _cross_fitted(zq, zp, seed, hidden, max_epochs, max_log_ratio)
+
+
+def _cross_fitted(
+    zq: Tensor, zp: Tensor, seed: int, hidden: int, max_epochs: int, max_log_ratio: float
+) -> tuple[Tensor, Tensor]:
     gen = torch.Generator().manual_seed(seed)
-    zq, zp = zq.detach().double().cpu(), zp.detach().double().cpu()
     pooled = torch.cat([zq, zp])
     centre, scale = pooled.mean(0), pooled.std(0).clamp_min(1e-8)
     zq, zp = (zq - centre) / scale, (zp - centre) / scale
