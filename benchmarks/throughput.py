@@ -6,7 +6,9 @@ runs it compares are seconds apart) and the median over rounds is reported, so t
 whose load changes during the benchmark still gives a fair ratio.
 
 - ``latentzoo``: ``lightning.Trainer.fit`` on :class:`latentzoo.datamodules.FashionMNIST`
-  (uint8 tensors in memory, whole-batch indexing, float conversion after transfer).
+  (uint8 tensors in memory, whole-batch indexing, float conversion after transfer);
+  ``latentzoo CLI`` adds the callbacks ``latentzoo fit`` always adds (the finite-loss guard and
+  ``last.ckpt``).
 - ``plain``: a hand-written PyTorch loop over the same in-memory tensors.
 - ``torchvision``: the same hand-written loop fed by ``torchvision.datasets.FashionMNIST`` with
   ``ToTensor`` through a ``DataLoader`` (one PIL image per sample, then a collate).
@@ -35,6 +37,7 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
+from latentzoo.callbacks import FiniteLossGuard, LastCheckpoint
 from latentzoo.datamodules import FashionMNIST
 from latentzoo.zoo import VAE
 
@@ -56,13 +59,21 @@ def make_model(data: FashionMNIST, seed: int) -> VAE:
     return VAE(data_shape=data.data_shape, latent_dim=16, likelihood="bernoulli")
 
 
-def run_latentzoo(data: FashionMNIST, steps: int, warmup: int, precision: str) -> float:
+def run_latentzoo(
+    data: FashionMNIST, steps: int, warmup: int, precision: str, cli_callbacks: bool = False
+) -> float:
+    """``cli_callbacks``: also the callbacks every ``latentzoo fit`` adds (the finite-loss guard
+    and ``last.ckpt`` on its 5-minute clock), to measure what they cost per step."""
     timer = StepTimer(warmup)
+    extra: list[L.Callback] = []
+    if cli_callbacks:
+        folder = tempfile.mkdtemp(prefix="throughput-")
+        extra = [FiniteLossGuard(), LastCheckpoint(dirpath=folder)]
     trainer = L.Trainer(
         max_steps=steps + warmup, accelerator="cpu", devices=1, precision=precision,  # type: ignore[arg-type]
-        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        logger=False, enable_checkpointing=cli_callbacks, enable_progress_bar=False,
         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-        callbacks=[timer],
+        callbacks=[timer, *extra],
     )  # fmt: skip
     trainer.fit(make_model(data, 0), datamodule=data)
     return steps * data.batch_size / (timer.end - timer.start)
@@ -148,6 +159,8 @@ def main() -> None:
         root = torchvision_root(data, tmp)
         runs: dict[str, Callable[[], float]] = {
             "latentzoo": lambda: run_latentzoo(data, args.steps, args.warmup, args.precision),
+            "latentzoo CLI": lambda: run_latentzoo(data, args.steps, args.warmup, args.precision,
+                                                   cli_callbacks=True),
             "plain": lambda: train_loop(make_model(data, 0), in_memory_batches(data),
                                         args.steps, args.warmup, args.precision),
             "torchvision": lambda: train_loop(make_model(data, 0),
@@ -170,6 +183,7 @@ def main() -> None:
         print(f"  {name:<18} {statistics.median(v):>12,.0f} img/s   (max {max(v):,.0f})")
     ratios = {
         "latentzoo / plain loop": ("latentzoo", "plain"),
+        "latentzoo CLI / plain loop": ("latentzoo CLI", "plain"),
         "latentzoo / torchvision loop": ("latentzoo", "torchvision"),
         "data path latentzoo / torchvision": ("data: latentzoo", "data: torchvision"),
     }
