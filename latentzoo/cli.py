@@ -32,6 +32,7 @@ from typing_extensions import override
 import latentzoo.callbacks  # noqa: F401  (imported so --trainer.callbacks+=FIDCallback resolves)
 from latentzoo.datamodules import InMemoryDataModule
 from latentzoo.evaluator import evaluator_command
+from latentzoo.parsing import LatentzooArgumentParser, check_checkpoint_args
 from latentzoo.zoo import AutoencoderModule, get_model_class, list_models, load_plugins
 
 __all__ = ["COMMANDS", "LatentzooCLI", "main", "run"]
@@ -67,6 +68,11 @@ class LatentzooCLI(LightningCLI):
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
+
+    @override
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        check_checkpoint_args(parser, self.config)  # before LightningCLI reads the ckpt's hparams
 
     @override
     def before_instantiate_classes(self) -> None:
@@ -159,6 +165,7 @@ def run(argv: Sequence[str] | None = None) -> LatentzooCLI | None:
     if args and args[0] in COMMANDS:
         COMMANDS[args[0]](args[1:])
         return None
+    typed_args = args  # what the user typed, for latentzoo.parsing's checkpoint check
     args = with_quickstart_defaults(args)
     if argv is None:
         sys.argv[1:] = args  # LightningCLI warns when given args while sys.argv has some too
@@ -169,6 +176,8 @@ def run(argv: Sequence[str] | None = None) -> LatentzooCLI | None:
         subclass_mode_data=True,
         trainer_defaults=TRAINER_DEFAULTS,
         save_config_kwargs={"overwrite": True},
+        parser_class=LatentzooArgumentParser,  # one-line errors
+        parser_kwargs={"typed_args": typed_args},
         seed_everything_default=0,  # runs compare on the same initialisation unless told otherwise
         args=None if argv is None else args,  # None: parse sys.argv
         auto_configure_optimizers=False,
