@@ -32,7 +32,8 @@ from typing_extensions import override
 import latentzoo.callbacks  # noqa: F401  (imported so --trainer.callbacks+=FIDCallback resolves)
 from latentzoo.datamodules import InMemoryDataModule
 from latentzoo.evaluator import evaluator_command
-from latentzoo.parsing import LatentzooArgumentParser, check_checkpoint_args
+from latentzoo.loading import check_checkpoint_args
+from latentzoo.parsing import LatentzooArgumentParser
 from latentzoo.zoo import AutoencoderModule, get_model_class, list_models, load_plugins
 
 __all__ = ["COMMANDS", "LatentzooCLI", "main", "run"]
@@ -165,7 +166,7 @@ def run(argv: Sequence[str] | None = None) -> LatentzooCLI | None:
     if args and args[0] in COMMANDS:
         COMMANDS[args[0]](args[1:])
         return None
-    typed_args = args  # what the user typed, for latentzoo.parsing's checkpoint check
+    typed_args = args  # what the user typed, for check_checkpoint_args
     args = with_quickstart_defaults(args)
     if argv is None:
         sys.argv[1:] = args  # LightningCLI warns when given args while sys.argv has some too

@@ -13,26 +13,35 @@ importing what a file names: like Lightning's own loader, opening a checkpoint r
 the user did not import.
 
     model = latentzoo.load("runs/WAEGP-FashionMNIST/checkpoints/last.ckpt")
+
+The CLI calls :func:`check_checkpoint_args` before LightningCLI reads ``--ckpt_path``'s
+hyper-parameters into the config: what the user left out comes from the checkpoint, but a
+class or argument they set (on the command line or in a config file) that the checkpoint
+contradicts is an error, where LightningCLI would take the checkpoint's without a word.
 """
 
 from __future__ import annotations
 
 import inspect
+import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from jsonargparse import Namespace
+import yaml
+from jsonargparse import ArgumentParser, Namespace
 
 from latentzoo.zoo.base import AutoencoderModule
 from latentzoo.zoo.registry import get_model_class, list_models, load_plugins
 
 __all__ = [
     "CheckpointMismatchError",
+    "check_checkpoint_args",
     "check_checkpoint_matches",
     "checkpoint_model_class",
+    "given_model_keys",
     "load",
     "read_checkpoint",
 ]
@@ -140,15 +149,14 @@ def fitting_classes(checkpoint: Mapping[str, Any]) -> list[type[AutoencoderModul
     return fits
 
 
-def init_arguments(cls: type[AutoencoderModule]) -> set[str]:
-    """The names ``save_hyperparameters`` records: arguments of each ``__init__`` up the chain."""
+def init_arguments(cls: type) -> set[str]:
+    """The names of the ``__init__`` arguments up the class chain (``save_hyperparameters``'s)."""
     names: set[str] = set()
     for klass in cls.__mro__:
-        if "__init__" in vars(klass) and issubclass(klass, AutoencoderModule):
-            params = inspect.signature(klass.__init__).parameters.values()
+        if "__init__" in vars(klass):
+            params = inspect.signature(vars(klass)["__init__"]).parameters.values()
             names |= {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-    names.discard("self")
-    return names
+    return names - {"self"}
 
 
 def _state_dict_keys(cls: type[AutoencoderModule], hparams: Mapping[str, Any]) -> list[str]:
@@ -159,6 +167,26 @@ def _state_dict_keys(cls: type[AutoencoderModule], hparams: Mapping[str, Any]) -
 
 
 # -- a checkpoint against the command line ------------------------------------------------------
+
+
+def check_checkpoint_args(parser: ArgumentParser, config: Namespace) -> None:
+    """Exit with one line where ``--ckpt_path`` holds another model than ``--model`` asks for.
+
+    Call it after parsing and before LightningCLI reads the checkpoint's hyper-parameters into
+    the config (``LightningCLI.parse_arguments``), with ``ckpt_path`` resolved to a file;
+    a ``ckpt_path`` that is not a file (``last`` before it resolves) is left alone.
+    """
+    command = config.get("subcommand")
+    section = config[command] if command else config
+    path = section.get("ckpt_path")
+    if not path or not Path(path).is_file():
+        return
+    typed = getattr(parser, "typed_args", None)  # latentzoo.parsing.LatentzooArgumentParser's
+    typed = sys.argv[1:] if typed is None else typed
+    try:
+        check_checkpoint_matches(path, section.model, given_model_keys(typed, command))
+    except ValueError as err:  # a mismatch, or a class that cannot be resolved
+        parser.exit(2, f"error: {err}\n")
 
 
 def check_checkpoint_matches(path: str | Path, model: Namespace, given: Mapping[str, str]) -> None:
@@ -173,7 +201,7 @@ def check_checkpoint_matches(path: str | Path, model: Namespace, given: Mapping[
             ``class_path`` and ``init_args``.
         given: The keys the user set explicitly (``"class_path"`` and argument names), each
             with where it was set (``"--model.latent_dim"``, ``"config.yaml"``); see
-            :func:`latentzoo.parsing.given_model_keys`.
+            :func:`given_model_keys`.
     """
     if not given:
         return
@@ -203,6 +231,52 @@ def check_checkpoint_matches(path: str | Path, model: Namespace, given: Mapping[
             f"{'it' if len(where) == 1 else 'them'} to use the checkpoint's values, or pass a "
             f"checkpoint trained with them"
         )
+
+
+def given_model_keys(args: Sequence[str], command: str | None) -> dict[str, str]:
+    """The model settings the user gave: ``"class_path"`` and argument names -> where.
+
+    A setting is given when it is on the command line (``--model X``, ``--model.latent_dim``,
+    ``--model '{...}'``, ``--model file.yaml``) or in a config file's model section, even where
+    it equals the default: the user asked for that value.
+    """
+    given: dict[str, str] = {}
+    for i, token in enumerate(args):
+        flag, eq, inline = token.partition("=")
+        value = inline if eq else (args[i + 1] if i + 1 < len(args) else "")
+        if flag in ("--config", "-c"):
+            data = _read_yaml(value)
+            section = data.get("model", (data.get(command or "") or {}).get("model"))
+            given.update(_section_keys(section, value))
+        elif flag == "--model" and Path(value).is_file():  # a YAML file of the model section
+            given.update(_section_keys(_read_yaml(value), value))
+        elif flag == "--model":  # a class name, or the section inline: '{"init_args": ...}'
+            section = yaml.safe_load(value) if value.startswith("{") else value
+            given.update(_section_keys(section, f"--model {value}"))
+        elif flag.startswith("--model.") and flag != "--model.help":
+            name = re.sub(r"^--model\.(init_args\.|dict_kwargs\.)?", "", flag)
+            given[name] = f"--model.{name}" if name != "class_path" else f"--model {value}"
+    return given
+
+
+def _section_keys(section: Any, where: str) -> dict[str, str]:
+    if isinstance(section, str):
+        return {"class_path": where}
+    if not isinstance(section, dict):
+        return {}
+    keys = {k for k in section if k not in ("class_path", "init_args", "dict_kwargs")}
+    for nested in ("init_args", "dict_kwargs"):
+        keys |= set(section.get(nested) or {})
+    keys |= {"class_path"} & set(section)
+    return dict.fromkeys(sorted(keys), where)
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return {}  # the parser has said what is wrong with this file already
+    return data if isinstance(data, dict) else {}
 
 
 def _describe(hparams: Mapping[str, Any], keys: list[str]) -> str:

@@ -8,9 +8,8 @@ errors): the constructor's own sentence, the unknown name with the closest known
 option with its did-you-mean. Messages it does not recognise are printed as jsonargparse wrote
 them, without the usage; ``JSONARGPARSE_DEBUG=1`` raises instead, with every traceback.
 
-It also remembers what the user typed, for :func:`check_checkpoint_args`: a ``--ckpt_path``
-whose model contradicts ``--model`` or its arguments is an error, where LightningCLI would
-silently take the checkpoint's.
+It also keeps what the user typed (``typed_args``) for
+:func:`latentzoo.loading.check_checkpoint_args`.
 """
 
 from __future__ import annotations
@@ -19,28 +18,22 @@ import difflib
 import inspect
 import os
 import re
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
 import lightning as L
-import yaml
-from jsonargparse import Namespace
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningArgumentParser
 from typing_extensions import override
 
 from latentzoo.datamodules import InMemoryDataModule
-from latentzoo.loading import check_checkpoint_matches
+from latentzoo.loading import init_arguments
 from latentzoo.zoo import list_models
 
 __all__ = [
     "LatentzooArgumentParser",
-    "check_checkpoint_args",
     "constructor_error",
     "explain_parse_error",
-    "given_model_keys",
 ]
 
 USAGE_ERROR = 2
@@ -159,10 +152,10 @@ def _class_problem(key: str, name: str, block: str) -> str:
     option = re.match(r"Option '([^']+)' is not accepted", block)
     if option:
         wrong = option[1]
-        arguments = sorted(init_arguments(_CLASS_KEYS.get(key), name))
+        arguments = sorted(_class_arguments(_CLASS_KEYS.get(key), name))
         close = difflib.get_close_matches(wrong, arguments, n=3)
         hint = (f"did you mean {_either(f'--{key}.{c}' for c in close)}?" if close
-                else f"{name} takes {', '.join(arguments)}")  # fmt: skip
+                else f"{name} takes {', '.join(arguments) or 'no arguments'}")  # fmt: skip
         return f"--{key}.{wrong} is not an argument of {name}; {hint}"
     value = re.match(r'Parser key "([^"]+)":\s*(.*)', block)
     if value:
@@ -204,15 +197,10 @@ def _subclasses(cls: type) -> list[type]:
     return found
 
 
-def init_arguments(base: type | None, name: str) -> set[str]:
-    """The ``__init__`` argument names of the subclass ``name`` of ``base`` (and its parents)."""
-    classes = [c for c in _subclasses(base or object) if c.__name__ == name][:1]
-    names: set[str] = set()
-    for klass in classes[0].__mro__ if classes else ():
-        if "__init__" in vars(klass):
-            params = inspect.signature(vars(klass)["__init__"]).parameters.values()
-            names |= {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-    return names - {"self"}
+def _class_arguments(base: type | None, name: str) -> set[str]:
+    """The ``__init__`` argument names of the subclass ``name`` of ``base``."""
+    found = [c for c in _subclasses(base or object) if c.__name__ == name]
+    return init_arguments(found[0]) if found else set()
 
 
 def _readable(text: str) -> str:
@@ -255,74 +243,3 @@ def _constructing(err: BaseException) -> list[tuple[str, Any]]:
         found += [(key, obj) for key, base in _CLASS_KEYS.items() if isinstance(obj, base)]
         tb = tb.tb_next
     return found
-
-
-# -- a checkpoint against what the user gave -------------------------------------------------
-
-
-def check_checkpoint_args(parser: LightningArgumentParser, config: Namespace) -> None:
-    """Exit with one line where ``--ckpt_path`` holds another model than ``--model`` asks for.
-
-    Call it after parsing and before LightningCLI reads the checkpoint's hyper-parameters into
-    the config (``LightningCLI.parse_arguments``), with ``ckpt_path`` resolved to a file;
-    a ``ckpt_path`` that is not a file (``last`` before it resolves) is left alone.
-    """
-    command = config.get("subcommand")
-    section = config[command] if command else config
-    path = section.get("ckpt_path")
-    if not path or not Path(path).is_file():
-        return
-    typed = getattr(parser, "typed_args", None)
-    typed = sys.argv[1:] if typed is None else typed
-    try:
-        check_checkpoint_matches(path, section.model, given_model_keys(typed, command))
-    except ValueError as err:
-        if isinstance(parser, LatentzooArgumentParser):
-            parser.fail(str(err), command or "")
-        raise
-
-
-def given_model_keys(args: Sequence[str], command: str | None) -> dict[str, str]:
-    """The model settings the user gave: ``"class_path"`` and argument names -> where.
-
-    A setting is given when it is on the command line (``--model X``, ``--model.latent_dim``,
-    ``--model '{...}'``, ``--model file.yaml``) or in a config file's model section, even where
-    it equals the default: the user asked for that value.
-    """
-    given: dict[str, str] = {}
-    for i, token in enumerate(args):
-        flag, eq, inline = token.partition("=")
-        value = inline if eq else (args[i + 1] if i + 1 < len(args) else "")
-        if flag in ("--config", "-c"):
-            data = _read_yaml(value)
-            section = data.get("model", (data.get(command or "") or {}).get("model"))
-            given.update(_section_keys(section, value))
-        elif flag == "--model":
-            is_text = not Path(value).is_file()
-            section = yaml.safe_load(value) if is_text and value.startswith("{") else value
-            section = section if is_text else _read_yaml(value)
-            given.update(_section_keys(section, value if not is_text else f"--model {value}"))
-        elif flag.startswith("--model.") and flag != "--model.help":
-            name = re.sub(r"^--model\.(init_args\.|dict_kwargs\.)?", "", flag)
-            given[name] = f"--model.{name}" if name != "class_path" else f"--model {value}"
-    return given
-
-
-def _section_keys(section: Any, where: str) -> dict[str, str]:
-    if isinstance(section, str):
-        return {"class_path": where}
-    if not isinstance(section, dict):
-        return {}
-    keys = {k for k in section if k not in ("class_path", "init_args", "dict_kwargs")}
-    for nested in ("init_args", "dict_kwargs"):
-        keys |= set(section.get(nested) or {})
-    keys |= {"class_path"} & set(section)
-    return dict.fromkeys(sorted(keys), where)
-
-
-def _read_yaml(path: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
-        return {}  # the parser has said what is wrong with this file already
-    return data if isinstance(data, dict) else {}

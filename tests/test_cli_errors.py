@@ -18,8 +18,7 @@ from jsonargparse import Namespace
 
 from latentzoo.cli import main, run
 from latentzoo.datamodules import Synthetic
-from latentzoo.loading import CheckpointMismatchError, check_checkpoint_matches
-from latentzoo.parsing import given_model_keys
+from latentzoo.loading import CheckpointMismatchError, check_checkpoint_matches, given_model_keys
 from latentzoo.zoo import VAE
 
 DUMP = ("Union", "subtypes", "Given value type", "Traceback", "usage:")
