@@ -36,7 +36,9 @@ import latentzoo.callbacks  # noqa: F401  (imported so --trainer.callbacks+=FIDC
 from latentzoo.callbacks.checkpoint import LastCheckpoint
 from latentzoo.callbacks.guard import FiniteLossGuard, NonFiniteLossError
 from latentzoo.datamodules import InMemoryDataModule
+from latentzoo.loading import check_checkpoint_args
 from latentzoo.metrics.classifier import DomainClassifier
+from latentzoo.parsing import LatentzooArgumentParser
 from latentzoo.zoo import AutoencoderModule, get_model_class, list_models, load_plugins
 
 __all__ = ["COMMANDS", "LatentzooCLI", "main", "run"]
@@ -76,30 +78,46 @@ class LatentzooCLI(LightningCLI):
         parser.add_lightning_class_args(FiniteLossGuard, "guard")
 
     @override
-    def before_instantiate_classes(self) -> None:
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
         config = self.config[self.subcommand] if self.subcommand else self.config
-        run_name = f"{_class_name(config.model)}-{_class_name(config.data)}"
-        logger = config.trainer.logger
-        save_dir = RUNS_DIR
-        if isinstance(logger, Namespace) and logger.get("init_args") is not None:
-            args = logger.init_args
-            if args.get("name") in (None, "lightning_logs"):
-                args.name = run_name
-            save_dir = args.get("save_dir") or RUNS_DIR
         if config.get("ckpt_path") == "last":
-            runs = (
-                Path(save_dir) / run_name
-                if logger
-                else Path(config.trainer.default_root_dir or ".")
-            )
-            config.ckpt_path = str(latest_checkpoint(runs))
+            config.ckpt_path = str(latest_checkpoint(runs_folder(config)))
             if _launched_as_rank_zero():
                 print(f"latentzoo: resuming from {config.ckpt_path}", file=sys.stderr)
+        # Before LightningCLI reads the checkpoint's hyper-parameters into the config.
+        check_checkpoint_args(parser, self.config)
+
+    @override
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        logger = config.trainer.logger
+        init_args = logger.get("init_args") if isinstance(logger, Namespace) else None
+        if init_args is not None and init_args.get("name") in (None, "lightning_logs"):
+            init_args.name = run_name(config)
 
     def after_fit(self) -> None:  # LightningCLI calls after_<subcommand> when it exists
         config = self.config[self.subcommand] if self.subcommand else self.config
         log_dir = self.trainer.log_dir  # a broadcast under DDP: every rank must ask
         print_summary(self.trainer, config, log_dir)
+
+
+def run_name(config: Namespace) -> str:
+    """``<Model>-<Data>``: the folder of a model's runs on a data set."""
+    return f"{_class_name(config.model)}-{_class_name(config.data)}"
+
+
+def runs_folder(config: Namespace) -> Path:
+    """Where the runs of this config's model and data set keep their version folders."""
+    logger = config.trainer.logger
+    if not logger:
+        return Path(config.trainer.default_root_dir or ".")
+    init_args = logger.get("init_args") if isinstance(logger, Namespace) else None
+    if init_args is None:
+        return Path(RUNS_DIR) / run_name(config)
+    name = init_args.get("name")
+    name = run_name(config) if name in (None, "lightning_logs") else name
+    return Path(init_args.get("save_dir") or RUNS_DIR) / str(name)
 
 
 def latest_checkpoint(run_dir: Path) -> Path:
@@ -235,6 +253,7 @@ def run(argv: Sequence[str] | None = None) -> LatentzooCLI | None:
     if args and args[0] in COMMANDS:
         COMMANDS[args[0]](args[1:])
         return None
+    typed_args = args  # what the user typed, for check_checkpoint_args
     args = with_quickstart_defaults(args)
     if argv is None:
         sys.argv[1:] = args  # LightningCLI warns when given args while sys.argv has some too
@@ -245,6 +264,8 @@ def run(argv: Sequence[str] | None = None) -> LatentzooCLI | None:
         subclass_mode_data=True,
         trainer_defaults=TRAINER_DEFAULTS,
         save_config_kwargs={"overwrite": True},
+        parser_class=LatentzooArgumentParser,  # one-line errors
+        parser_kwargs={"typed_args": typed_args},
         seed_everything_default=0,  # runs compare on the same initialisation unless told otherwise
         args=None if argv is None else args,  # None: parse sys.argv
         auto_configure_optimizers=False,

@@ -28,13 +28,14 @@ advances ``trainer.global_step`` by exactly one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, cast
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from typing_extensions import override
+from typing_extensions import Self, override
 
 from latentzoo.zoo import nets
 from latentzoo.zoo.likelihoods import Likelihood
@@ -256,3 +257,32 @@ class AutoencoderModule(L.LightningModule):
                 f"--trainer.strategy ddp_find_unused_parameters_true (in Python: "
                 f'strategy="ddp_find_unused_parameters_true")'
             )
+
+    # -- checkpoints: the file says which class wrote it (latentzoo.loading) ----------------------
+    CHECKPOINT_CLASS_KEY: ClassVar[str] = "latentzoo_class"
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[self.CHECKPOINT_CLASS_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: str | Path,
+        map_location: Any = None,
+        hparams_file: str | Path | None = None,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """Lightning's loader, building the class the checkpoint holds.
+
+        On this base class (or through :func:`latentzoo.load`) any zoo checkpoint loads; on a
+        model class, a checkpoint of that class or a subclass, and another class's checkpoint
+        is refused with its name instead of failing on unexpected weights.
+        """
+        from latentzoo.loading import checkpoint_model_class, read_checkpoint
+
+        model_cls = checkpoint_model_class(read_checkpoint(checkpoint_path), checkpoint_path, cls)
+        lightning_load = super(AutoencoderModule, model_cls).load_from_checkpoint
+        model = lightning_load(checkpoint_path, map_location, hparams_file, strict, **kwargs)
+        return cast(Self, model)  # model_cls is cls or a subclass
