@@ -80,7 +80,8 @@ class LatentzooCLI(LightningCLI):
     @override
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         super().parse_arguments(parser, args)
-        config = self.config[self.subcommand] if self.subcommand else self.config
+        subcommand = self.config.get("subcommand")  # self.subcommand is set after this call
+        config = self.config[subcommand] if subcommand else self.config
         if config.get("ckpt_path") == "last":
             config.ckpt_path = str(latest_checkpoint(runs_folder(config)))
             if _launched_as_rank_zero():

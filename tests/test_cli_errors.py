@@ -80,10 +80,10 @@ def test_argument_errors_are_one_sentence_with_exit_status_2(
         (["--model.latent_dim", "abc"], "--model.latent_dim: expected int, got abc"),
         (["--seed_everything", "x"], "--seed_everything: expected bool or int, got x"),
         (["--trainer.callbacks+=HolesCalback"], "did you mean HolesCallback"),
-        (["--trainer.callbacks+=HolesCallback", "--trainer.callbacks.levl", "0.1"],
-         "did you mean --trainer.callbacks.level?"),
-        (["--trainer.callbacks+=HolesCallback", "--trainer.callbacks.level", "7"],
-         "--trainer.callbacks HolesCallback: level must be in (0, 1), got 7.0"),
+        (["--trainer.callbacks+=HolesCallback", "--trainer.callbacks.epsilo", "0.1"],
+         "did you mean --trainer.callbacks.epsilon?"),
+        (["--trainer.callbacks+=HolesCallback", "--trainer.callbacks.epsilon", "7"],
+         "--trainer.callbacks HolesCallback: epsilon must be in (0, 1), got 7.0"),
     ],
 )  # fmt: skip
 def test_mistakes_name_the_closest_right_thing(
