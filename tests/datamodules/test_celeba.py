@@ -99,7 +99,7 @@ def test_malformed_partition_line_is_named(tmp_path: Path) -> None:
     root = write_celeba(tmp_path)
     with open(root / "list_eval_partition.txt", "a") as f:
         f.write("000008.jpg train\n")
-    with pytest.raises(ValueError, match=r"list_eval_partition\.txt, line 8"):
+    with pytest.raises(ValueError, match=r"list_eval_partition\.txt line 8"):
         CelebA(data_dir=str(tmp_path)).load_split(train=True)
 
 
