@@ -213,6 +213,11 @@ def _extract_into(archive: Path, folder: Path) -> None:
             with tarfile.open(archive) as tf:
                 # The "data" filter refuses links and paths that escape the folder.
                 tf.extractall(folder, filter="data")
+                assert tf.fileobj is not None
+                # Read the compressed stream to its end: tarfile stops at the archive's last
+                # block, before the gzip/bz2/xz trailer whose checksum catches damaged data.
+                while tf.fileobj.read(_CHUNK):
+                    pass
         else:
             raise CorruptFileError(archive, "is neither a tar nor a zip archive", redo)
     # A damaged compressed stream surfaces from the decompressor, not always as a TarError.

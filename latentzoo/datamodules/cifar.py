@@ -45,8 +45,10 @@ def _reconstruct(cls: Any, shape: Any, dtype: Any) -> np.ndarray:
     """numpy's ``_reconstruct``, which pickles always call with shape ``(0,)``: the data follow in
     ``__setstate__``, whose length numpy checks against the declared shape. A damaged file asking
     for another shape would make numpy allocate that shape first."""
-    if cls is not _NdarrayClass or not isinstance(shape, tuple) or shape != (0,):
-        raise pickle.UnpicklingError(f"array skeleton {cls!r} of shape {shape!r}")
+    if cls is not _NdarrayClass:
+        raise pickle.UnpicklingError(f"array skeleton of class {cls!r}, expected numpy.ndarray")
+    if not isinstance(shape, tuple) or shape != (0,):
+        raise pickle.UnpicklingError(f"array skeleton of shape {shape!r}, expected (0,)")
     return np.ndarray(shape, dtype)  # empty; __setstate__ fills it
 
 
@@ -90,8 +92,9 @@ def _unpickle(path: Path, remedy: str) -> Any:
     # Unpickling damaged bytes can raise nearly anything (UnpicklingError, EOFError, ValueError,
     # KeyError, IndexError, TypeError, OverflowError, ...): all of them mean a damaged file.
     except Exception as err:
+        reason = f"{type(err).__name__}: {str(err) or 'the data end too early'}"
         raise CorruptFileError(
-            path, f"is not a readable CIFAR batch pickle ({type(err).__name__}: {err})", remedy
+            path, f"is not a readable CIFAR batch pickle ({reason})", remedy
         ) from err
 
 
