@@ -43,12 +43,20 @@ def test_split_of_exactly_one_batch_trains() -> None:
 )
 def test_ddp_needs_a_batch_per_process(num_train: int, refused: bool) -> None:
     dm = small(num_train=num_train, val_size=10, batch_size=32)
-    dm.trainer = SimpleNamespace(world_size=2)  # type: ignore[assignment]
+    dm.trainer = SimpleNamespace(world_size=2, state=SimpleNamespace(fn="fit"))
     if refused:
         with pytest.raises(ValueError, match=r"per process \(2 processes get 31 each\)"):
             dm.setup("fit")
     else:
         dm.setup("fit")
+
+
+def test_split_read_by_a_test_run_is_not_refused() -> None:
+    """Callbacks of ``latentzoo test`` set up "fit" to read the training split; nothing trains."""
+    dm = small(num_train=100, val_size=40, batch_size=64)
+    dm.trainer = SimpleNamespace(world_size=1, state=SimpleNamespace(fn="test"))
+    dm.setup("fit")
+    assert dm.train_set is not None and len(dm.train_set) == 60
 
 
 def test_cli_refuses_a_run_that_would_train_zero_steps(tmp_path: Path) -> None:

@@ -74,7 +74,7 @@ def test_split_and_loader_batches(tmp_path: Path, check_loaders) -> None:
     assert dm.train_set is not None and dm.val_set is not None
     ids = dm.train_set.x[:, 0, 0, 0].tolist() + dm.val_set.x[:, 0, 0, 0].tolist()
     assert sorted(ids) == list(range(5 * PER_BATCH))
-    again = CIFAR10(data_dir=str(tmp_path), val_size=4, seed=3)
+    again = CIFAR10(data_dir=str(tmp_path), val_size=4, batch_size=3, seed=3)
     again.setup("fit")
     assert again.val_set is not None and torch.equal(again.val_set.x, dm.val_set.x)
 

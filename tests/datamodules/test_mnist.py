@@ -62,7 +62,7 @@ def test_seeded_split_is_deterministic_and_disjoint(tmp_path: Path) -> None:
     write_mnist(tmp_path / "MNIST" / "raw")
 
     def ids(seed: int) -> tuple[list[int], list[int]]:
-        dm = MNIST(data_dir=str(tmp_path), val_size=10, seed=seed)
+        dm = MNIST(data_dir=str(tmp_path), val_size=10, seed=seed, batch_size=8)
         dm.setup("fit")
         assert dm.train_set is not None and dm.val_set is not None
         return dm.train_set.x[:, 0, 0, 0].tolist(), dm.val_set.x[:, 0, 0, 0].tolist()
