@@ -68,10 +68,8 @@ def preprocess_face(path: str | Path, image_size: int) -> Tensor:
     size = jpeg_size(data)
     if size != ALIGNED_SIZE:
         found = "no readable size" if size is None else f"size {size[1]}x{size[0]}"
-        raise CorruptFileError(
-            path, f"has {found} in its JPEG header, expected an aligned CelebA image (178x218)",
-            remedy,
-        )  # fmt: skip
+        problem = f"has {found} in its JPEG header, expected an aligned CelebA image (178x218)"
+        raise CorruptFileError(path, problem, remedy)
     try:
         image = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=RGB)
     except RuntimeError as err:  # libjpeg's errors, truncation included
@@ -89,9 +87,8 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
         if marker == 0xFF:  # fill byte before a marker
             i += 1
         elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOF0..SOF15
-            return int.from_bytes(data[i + 5 : i + 7], "big"), int.from_bytes(
-                data[i + 7 : i + 9], "big"
-            )
+            height = int.from_bytes(data[i + 5 : i + 7], "big")
+            return height, int.from_bytes(data[i + 7 : i + 9], "big")
         elif marker == 0xDA:  # image data before any frame header
             return None
         else:

@@ -66,13 +66,13 @@ def read_idx(path: str | Path, magic: int, remedy: str | None = None) -> np.ndar
     # gzip reports a damaged stream as BadGzipFile (bad header, CRC), EOFError or zlib.error.
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
         raise CorruptFileError(path, f"is not a complete gzip file ({err})", remedy) from err
-    if len(payload) != size:
-        raise CorruptFileError(
-            path,
-            f"holds {len(header) + len(payload)} bytes but its header {shape} says "
-            f"{len(header) + size}" + (" or more" if len(payload) > size else ""),
-            remedy,
-        )
+    expected = len(header) + size
+    if len(payload) < size:
+        problem = f"holds {len(header) + len(payload)} bytes but its header {shape} says {expected}"
+        raise CorruptFileError(path, problem, remedy)
+    if len(payload) > size:
+        problem = f"holds more than the {expected} bytes that its header {shape} says"
+        raise CorruptFileError(path, problem, remedy)
     return np.frombuffer(payload, dtype=np.uint8).reshape(shape)
 
 

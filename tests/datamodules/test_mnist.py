@@ -153,6 +153,15 @@ def test_header_claiming_terabytes_allocates_nothing(tmp_path: Path, gz: bool) -
         read_idx(path, mnist.IMAGES_MAGIC)
 
 
+@pytest.mark.parametrize("gz", [True, False], ids=["gz", "raw"])
+def test_trailing_bytes_are_refused(tmp_path: Path, gz: bool) -> None:
+    data = idx_bytes(np.zeros((3, 28, 28), np.uint8)) + b"\x00"  # 2368 bytes and one more
+    path = tmp_path / ("images-idx3-ubyte" + (".gz" if gz else ""))
+    path.write_bytes(gzip.compress(data) if gz else data)
+    with pytest.raises(CorruptFileError, match=r"holds more than the 2368 bytes that its header"):
+        read_idx(path, mnist.IMAGES_MAGIC)
+
+
 def test_label_outside_the_classes_is_refused(tmp_path: Path) -> None:
     raw = tmp_path / "MNIST" / "raw"
     write_mnist(raw, gz=False)
