@@ -8,6 +8,7 @@ mistake for a complete file: the next run sees the file missing and fetches it a
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import shutil
@@ -15,25 +16,71 @@ import subprocess
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 from urllib.request import Request, urlopen
 
 from tqdm.auto import tqdm
 
 __all__ = [
+    "CorruptFileError",
     "atomic_path",
     "download_from_mirrors",
     "download_url",
     "dpkg_files",
     "extract_archive",
     "md5sum",
+    "read_at_most",
     "require_file",
 ]
 
 _CHUNK = 1 << 20
 _USER_AGENT = "latentzoo"  # some mirrors refuse urllib's default agent
+
+
+class CorruptFileError(ValueError):
+    """A data file exists but is not what its name says: truncated, damaged, or another file.
+
+    Args:
+        path: The file, also kept as :attr:`path` so that callers can act on it.
+        problem: What is wrong, phrased to follow the path (``"is truncated"``).
+        remedy: What to do; by default, delete the file and download it again.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], problem: str, remedy: str | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        self.remedy = remedy if remedy is not None else f"delete {self.path} and download it again"
+        super().__init__(f"{self.path} {problem}; {self.remedy}")
+
+    def __reduce__(self) -> tuple[type[CorruptFileError], tuple[Path, str, str]]:
+        # Default exception pickling passes only the message; DDP workers send errors pickled.
+        return type(self), (self.path, self.problem, self.remedy)
+
+
+class _Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
+def read_at_most(f: _Readable, n: int) -> bytes:
+    """Read up to ``n`` bytes in 1 MiB chunks, so that memory follows the file, not ``n``.
+
+    ``f.read(n)`` allocates ``n`` bytes up front on a buffered or compressed stream; a damaged
+    header that claims terabytes would then fail with a bare MemoryError naming no file.
+    """
+    chunks = []
+    while n > 0:
+        chunk = f.read(min(n, _CHUNK))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
 
 
 def require_file(path: str | os.PathLike[str], hint: str) -> Path:
@@ -139,7 +186,7 @@ def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str
 
     Raises:
         FileExistsError: ``dest`` already exists (it is never overwritten or merged into).
-        ValueError: ``archive`` is neither a tar nor a zip file, or is damaged.
+        CorruptFileError: ``archive`` is neither a tar nor a zip file, or is damaged.
     """
     archive, dest = Path(archive), Path(dest)
     if dest.exists():
@@ -157,6 +204,7 @@ def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str
 
 
 def _extract_into(archive: Path, folder: Path) -> None:
+    redo = f"delete {archive} and download it again"
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
@@ -165,10 +213,16 @@ def _extract_into(archive: Path, folder: Path) -> None:
             with tarfile.open(archive) as tf:
                 # The "data" filter refuses links and paths that escape the folder.
                 tf.extractall(folder, filter="data")
+                assert tf.fileobj is not None
+                # Read the compressed stream to its end: tarfile stops at the archive's last
+                # block, before the gzip/bz2/xz trailer whose checksum catches damaged data.
+                while tf.fileobj.read(_CHUNK):
+                    pass
         else:
-            raise ValueError(f"{archive} is neither a tar nor a zip archive")
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
-        raise ValueError(f"{archive} is damaged ({err}); delete it and download it again") from err
+            raise CorruptFileError(archive, "is neither a tar nor a zip archive", redo)
+    # A damaged compressed stream surfaces from the decompressor, not always as a TarError.
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise CorruptFileError(archive, f"is damaged ({err})", redo) from err
 
 
 def dpkg_files(package: str) -> list[Path]:

@@ -132,8 +132,33 @@ class InMemoryDataModule(L.LightningDataModule, abc.ABC):
             val_idx, train_idx = perm[: self.val_size], perm[self.val_size :]
             self.train_set = TensorPairDataset(x[train_idx], y[train_idx])
             self.val_set = TensorPairDataset(x[val_idx], y[val_idx])
+        if stage in (None, "fit"):
+            self._check_training_batches()
         if stage in (None, "test", "predict") and self.test_set is None:
             self.test_set = TensorPairDataset(*self.load_split(train=False))
+
+    def _check_training_batches(self) -> None:
+        """Refuse a training split too small for one batch per process.
+
+        The training loader drops the last incomplete batch (so every step sees ``batch_size``
+        samples), and under DDP each of the ``world`` processes gets ``n // world`` samples
+        (:class:`ResumableSampler` drops the remainder so that every rank takes as many steps),
+        so such a split would train 0 steps and end as if it had succeeded.
+        """
+        assert self.train_set is not None
+        if self.trainer is not None and self.trainer.state.fn != "fit":
+            return  # a callback of a test run reading the training split: nothing will train
+        n = len(self.train_set)
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if n // world >= self.batch_size:
+            return
+        per_process = f" per process ({world} processes get {n // world} each)"
+        raise ValueError(
+            f"The training split of {type(self).__name__} has {n} samples after holding out "
+            f"val_size={self.val_size}: fewer than one batch of batch_size={self.batch_size}"
+            f"{per_process if world > 1 else ''}, so training would run 0 steps. Lower "
+            "batch_size or val_size, or train on more data"
+        )
 
     def _loader(
         self, dataset: TensorPairDataset | None, shuffle: bool, sampler: Any = None

@@ -28,16 +28,18 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor
-from torchvision.io import ImageReadMode, decode_jpeg, read_file
+from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as F
 from tqdm.auto import tqdm
 from typing_extensions import override
 
-from latentzoo.datamodules._files import atomic_path, require_file
+from latentzoo.datamodules._files import CorruptFileError, atomic_path, require_file
 from latentzoo.datamodules.base import InMemoryDataModule
 
 __all__ = ["CelebA", "preprocess_face"]
 
+RGB = ImageReadMode.RGB
+ALIGNED_SIZE = (218, 178)  # (H, W) of every image of img_align_celeba
 CROP = 140  # side of the center crop, in pixels of the 178x218 aligned image
 TRAIN_PARTITIONS = (0, 1)  # official train + val: the base class carves its own validation set
 TEST_PARTITIONS = (2,)
@@ -55,10 +57,43 @@ def preprocess_face(path: str | Path, image_size: int) -> Tensor:
 
     Returns:
         ``(3, image_size, image_size)`` uint8.
+
+    Raises:
+        CorruptFileError: The file is not a complete JPEG or not of the aligned size, 178x218.
+            The size is read from the header before decoding, so a damaged header that claims
+            65535x65535 pixels allocates nothing.
     """
-    image = decode_jpeg(read_file(str(path)), mode=ImageReadMode.RGB)  # (3, 218, 178)
-    image = F.center_crop(image, [CROP, CROP])
+    data = Path(path).read_bytes()
+    remedy = f"extract {path} again from img_align_celeba.zip"
+    size = jpeg_size(data)
+    if size != ALIGNED_SIZE:
+        found = "no readable size" if size is None else f"size {size[1]}x{size[0]}"
+        problem = f"has {found} in its JPEG header, expected an aligned CelebA image (178x218)"
+        raise CorruptFileError(path, problem, remedy)
+    try:
+        image = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=RGB)
+    except RuntimeError as err:  # libjpeg's errors, truncation included
+        raise CorruptFileError(path, f"is not a readable JPEG ({err})", remedy) from err
+    image = F.center_crop(image, [CROP, CROP])  # (3, 140, 140)
     return F.resize(image, [image_size, image_size], antialias=True)
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """``(height, width)`` from a JPEG's start-of-frame marker, or ``None`` if it has none that
+    the marker segments before the image data lead to."""
+    i = 2 if data[:2] == b"\xff\xd8" else len(data)  # after the start-of-image marker
+    while i + 9 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            i += 1
+        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOF0..SOF15
+            height = int.from_bytes(data[i + 5 : i + 7], "big")
+            return height, int.from_bytes(data[i + 7 : i + 9], "big")
+        elif marker == 0xDA:  # image data before any frame header
+            return None
+        else:
+            i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
 
 
 def _download_with_torchvision(root: Path) -> None:
@@ -156,18 +191,7 @@ class CelebA(InMemoryDataModule):
         hint = MANUAL_DOWNLOAD.format(root=self.root)
         partition_path = require_file(self.root / self.partition_file, hint)
         wanted = TRAIN_PARTITIONS if train else TEST_PARTITIONS
-        names = []
-        for number, line in enumerate(partition_path.read_text().splitlines(), start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 2 or not fields[1].isdigit():
-                raise ValueError(
-                    f"{partition_path}, line {number}: expected '<image>.jpg <0|1|2>', got "
-                    f"{line!r}; replace the file with the official list_eval_partition.txt"
-                )
-            if int(fields[1]) in wanted:
-                names.append(fields[0])
+        names = [name for name, part in self._partitions(partition_path) if part in wanted]
         if self.max_samples is not None:
             names = names[: self.max_samples]
         folder = self.root / self.image_folder
@@ -179,6 +203,25 @@ class CelebA(InMemoryDataModule):
                 f"missing, e.g. {missing[0]}: " + hint
             )
         return paths
+
+    def _partitions(self, path: Path) -> list[tuple[str, int]]:
+        """The ``(image file name, partition)`` pairs of ``list_eval_partition.txt``."""
+        remedy = "replace it with the official list_eval_partition.txt"
+        try:
+            lines = path.read_text(encoding="ascii").splitlines()
+        except UnicodeDecodeError as err:
+            raise CorruptFileError(path, f"is not a text file ({err})", remedy) from err
+        pairs = []
+        for number, line in enumerate(lines, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 2 or fields[1] not in ("0", "1", "2") or "/" in fields[0]:
+                raise CorruptFileError(
+                    path, f"line {number}: expected '<image>.jpg <0|1|2>', got {line!r}", remedy
+                )
+            pairs.append((fields[0], int(fields[1])))
+        return pairs
 
     def _preprocess(self, paths: list[Path], split: str) -> Tensor:
         x = torch.empty((len(paths), *self.data_shape), dtype=torch.uint8)  # (N, 3, S, S)
@@ -193,14 +236,16 @@ class CelebA(InMemoryDataModule):
     def _load_cache(self, path: Path) -> Tensor:
         try:
             x = torch.load(path, weights_only=True)
+        # torch.load of a damaged zip or pickle fails in many ways; all mean "rebuild it".
         except Exception as err:
-            raise ValueError(
-                f"Cache {path} is unreadable ({type(err).__name__}); delete it to rebuild"
+            raise CorruptFileError(
+                path, f"is unreadable ({type(err).__name__})", "delete it to rebuild the cache"
             ) from err
         if not isinstance(x, Tensor) or x.dtype != torch.uint8 or x.shape[1:] != self.data_shape:
-            raise ValueError(
-                f"Cache {path} does not hold uint8 images of shape (N, *{self.data_shape}); "
-                "delete it to rebuild"
+            raise CorruptFileError(
+                path,
+                f"does not hold uint8 images of shape (N, *{self.data_shape})",
+                "delete it to rebuild the cache",
             )
         return x
 

@@ -12,7 +12,10 @@ to ``(N, 3, 32, 32)`` is exact), and whose ``b"labels"`` is a list of class indi
 
 from __future__ import annotations
 
+import codecs
+import io
 import pickle
+import reprlib
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,59 +24,122 @@ import torch
 from torch import Tensor
 from typing_extensions import override
 
-from latentzoo.datamodules._files import download_url, extract_archive, md5sum, require_file
+from latentzoo.datamodules._files import (
+    CorruptFileError,
+    download_url,
+    extract_archive,
+    md5sum,
+    require_file,
+)
 from latentzoo.datamodules.base import InMemoryDataModule
 
 __all__ = ["CIFAR10", "read_cifar_batch"]
 
-# What a CIFAR pickle may reference: numpy's array reconstruction and, for pickles written by
-# Python 3 at protocol 2, the codec that rebuilds their bytes. Anything else is refused, so a
-# tampered file cannot run code when it is loaded.
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("_codecs", "encode"),
+
+class _NdarrayClass:
+    """Stands for ``numpy.ndarray`` in a pickle: ``_reconstruct`` may take it as an argument, but
+    calling it, as ``ndarray((10**12,))`` in a damaged file would, is refused."""
+
+
+def _reconstruct(cls: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """numpy's ``_reconstruct``, which pickles always call with shape ``(0,)``: the data follow in
+    ``__setstate__``, whose length numpy checks against the declared shape. A damaged file asking
+    for another shape would make numpy allocate that shape first."""
+    if cls is not _NdarrayClass:
+        raise pickle.UnpicklingError(f"array skeleton of class {cls!r}, expected numpy.ndarray")
+    if not isinstance(shape, tuple) or shape != (0,):
+        raise pickle.UnpicklingError(f"array skeleton of shape {shape!r}, expected (0,)")
+    return np.ndarray(shape, dtype)  # empty; __setstate__ fills it
+
+
+def _plain_dtype(*args: Any) -> np.dtype:
+    """``numpy.dtype`` without object fields: an object array's ``__setstate__`` allocates the
+    shape the file claims before it looks at the data."""
+    dtype = np.dtype(*args)
+    if dtype.hasobject:
+        raise pickle.UnpicklingError(f"array of dtype {dtype} holds Python objects")
+    return dtype
+
+
+# What a CIFAR pickle may reference: numpy's array reconstruction (guarded as above) and, for
+# pickles written by Python 3 at protocol 2, the codec that rebuilds their bytes. Anything else is
+# refused, so a tampered file cannot run code when it is loaded.
+_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy", "ndarray"): _NdarrayClass,
+    ("numpy", "dtype"): _plain_dtype,
+    ("_codecs", "encode"): codecs.encode,
 }
 
 
-class _ArrayUnpickler(pickle.Unpickler):
+class _ArrayUnpickler(pickle._Unpickler):
+    """The pure-Python unpickler: it keeps its memo in a dict, where the C one grows an array to
+    the largest memo index in the file, so that 4 damaged bytes can ask for 32 GB."""
+
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _ALLOWED_GLOBALS:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
-        return super().find_class(module, name)
+        return _ALLOWED_GLOBALS[module, name]
+
+
+def _unpickle(path: Path, remedy: str) -> Any:
+    """Unpickle ``path`` from memory, where a length field that claims more than the file holds
+    fails as truncated instead of asking the file object for that many bytes."""
+    data = path.read_bytes()
+    try:
+        return _ArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
+    # Unpickling damaged bytes can raise nearly anything (UnpicklingError, EOFError, ValueError,
+    # KeyError, IndexError, TypeError, OverflowError, ...): all of them mean a damaged file.
+    except Exception as err:
+        reason = f"{type(err).__name__}: {str(err) or 'the data end too early'}"
+        raise CorruptFileError(
+            path, f"is not a readable CIFAR batch pickle ({reason})", remedy
+        ) from err
+
+
+def _labels(labels: Any) -> np.ndarray | None:
+    """Class indices as ``(N,)`` int64 if ``labels`` is a list (or 1-d integer array) of integers
+    in ``[0, 10)``, else ``None``."""
+    if isinstance(labels, np.ndarray) and labels.ndim == 1 and labels.dtype.kind in "iu":
+        labels = labels.tolist()
+    if not isinstance(labels, list) or not all(type(v) is int and 0 <= v < 10 for v in labels):
+        return None
+    return np.asarray(labels, dtype=np.int64)
 
 
 def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read one CIFAR-10 batch file as ``(images (N, 3, 32, 32) uint8, labels (N,) int64)``.
 
     Raises:
-        ValueError: The file is truncated or not a CIFAR batch (missing keys, wrong row length,
-            labels not matching the images). The message names the file.
+        CorruptFileError: The file is truncated or not a CIFAR batch (missing keys, wrong row
+            length, labels not matching the images).
     """
     path = Path(path)
-    redo = f"delete {path.parent} and extract or download the data set again"
-    try:
-        with open(path, "rb") as f:
-            batch = _ArrayUnpickler(f, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
-        raise ValueError(f"{path} is not a readable CIFAR batch pickle ({err}); {redo}") from err
+    remedy = f"delete {path.parent} and extract or download the data set again"
+    batch = _unpickle(path, remedy)
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
-        keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
-        raise ValueError(f"{path} lacks the keys b'data' and b'labels' (found {keys}); {redo}")
-    data = np.asarray(batch[b"data"])
-    labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise ValueError(
-            f"{path} holds data of shape {data.shape} and dtype {data.dtype}, expected "
-            f"(N, 3072) uint8; {redo}"
+        found = reprlib.repr(list(batch)) if isinstance(batch, dict) else type(batch).__name__
+        problem = f"lacks the keys b'data' and b'labels' (found {found})"
+        raise CorruptFileError(path, problem, remedy)
+    data, labels = batch[b"data"], batch[b"labels"]
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != 3 * 32 * 32
+    ):
+        shape, dtype = getattr(data, "shape", None), getattr(data, "dtype", type(data).__name__)
+        raise CorruptFileError(
+            path, f"holds data of shape {shape} and dtype {dtype}, expected (N, 3072) uint8", remedy
         )
-    if labels.shape != (len(data),) or (labels.size and not 0 <= labels.min() <= labels.max() < 10):
-        raise ValueError(
-            f"{path} holds {labels.size} labels for {len(data)} images, or labels outside "
-            f"[0, 10); {redo}"
+    labels = _labels(labels)
+    if labels is None:
+        raise CorruptFileError(
+            path, "holds labels that are not integers or lie outside [0, 10)", remedy
         )
+    if len(labels) != len(data):
+        raise CorruptFileError(path, f"holds {len(labels)} labels for {len(data)} images", remedy)
     return data.reshape(-1, 3, 32, 32), labels
 
 

@@ -15,6 +15,7 @@ then the row-major payload: 2051 for an ``(N, 28, 28)`` image file, 2049 for an 
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 from typing import ClassVar
@@ -24,7 +25,13 @@ import torch
 from torch import Tensor
 from typing_extensions import override
 
-from latentzoo.datamodules._files import download_from_mirrors, dpkg_files, require_file
+from latentzoo.datamodules._files import (
+    CorruptFileError,
+    download_from_mirrors,
+    dpkg_files,
+    read_at_most,
+    require_file,
+)
 from latentzoo.datamodules.base import InMemoryDataModule
 
 __all__ = ["MNIST", "FashionMNIST", "read_idx"]
@@ -33,37 +40,56 @@ IMAGES_MAGIC = 2051  # 0x00000803: uint8, 3 dimensions
 LABELS_MAGIC = 2049  # 0x00000801: uint8, 1 dimension
 
 
-def read_idx(path: str | Path, magic: int) -> np.ndarray:
+def read_idx(path: str | Path, magic: int, remedy: str | None = None) -> np.ndarray:
     """Read an IDX file, gzipped (``.gz``) or not, into a uint8 array of the header's shape.
+
+    The payload is read in chunks up to the size the header claims, so a damaged header that
+    claims terabytes costs no more memory than the file holds.
 
     Args:
         path: The IDX file.
         magic: The magic number the file must carry (:data:`IMAGES_MAGIC` or :data:`LABELS_MAGIC`).
+        remedy: What the error tells the user to do; by default, delete the file and download it.
 
     Raises:
-        ValueError: The file is truncated, not gzip though named ``.gz``, or its header is not
-            ``magic`` or does not match the payload's length. The message names the file.
+        CorruptFileError: The file is truncated or too long, not gzip though named ``.gz``, or its
+            header is not ``magic`` or does not match the payload's length.
     """
     path = Path(path)
-    redo = f"delete {path} and download it again"
+    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        with opener(path, "rb") as f:
+            header = read_at_most(f, 4 * (1 + (magic & 0xFF)))
+            shape = _idx_shape(path, header, magic, remedy)
+            size = math.prod(shape)
+            payload = read_at_most(f, size + 1)  # one byte more, to see trailing garbage
+    # gzip reports a damaged stream as BadGzipFile (bad header, CRC), EOFError or zlib.error.
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
-        raise ValueError(f"{path} is not a complete gzip file ({err}); {redo}") from err
-    found = int.from_bytes(data[:4], "big")
-    if len(data) >= 4 and found != magic:
-        raise ValueError(f"{path} has IDX magic number {found}, expected {magic}; {redo}")
+        raise CorruptFileError(path, f"is not a complete gzip file ({err})", remedy) from err
+    expected = len(header) + size
+    if len(payload) < size:
+        problem = f"holds {len(header) + len(payload)} bytes but its header {shape} says {expected}"
+        raise CorruptFileError(path, problem, remedy)
+    if len(payload) > size:
+        problem = f"holds more than the {expected} bytes that its header {shape} says"
+        raise CorruptFileError(path, problem, remedy)
+    return np.frombuffer(payload, dtype=np.uint8).reshape(shape)
+
+
+def _idx_shape(path: Path, header: bytes, magic: int, remedy: str | None) -> tuple[int, ...]:
+    """The shape an IDX header declares, after checking its magic number and dimensions."""
+    found = int.from_bytes(header[:4], "big")
+    if len(header) >= 4 and found != magic:
+        raise CorruptFileError(path, f"has IDX magic number {found}, expected {magic}", remedy)
     ndim = magic & 0xFF
-    header = 4 * (1 + ndim)
-    if len(data) < header:
-        raise ValueError(f"{path} is too short for an IDX header ({len(data)} bytes); {redo}")
-    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">i4", count=ndim, offset=4))
-    expected = int(np.prod(shape)) + header
-    if len(data) != expected:
-        raise ValueError(
-            f"{path} holds {len(data)} bytes but its header {shape} says {expected}; {redo}"
+    if len(header) < 4 * (1 + ndim):
+        raise CorruptFileError(
+            path, f"is too short for an IDX header ({len(header)} bytes)", remedy
         )
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+    shape = tuple(int.from_bytes(header[4 * i : 4 * i + 4], "big") for i in range(1, ndim + 1))
+    if any(d >= 2**31 for d in shape):  # the format's dimensions are signed int32
+        raise CorruptFileError(path, f"has negative dimensions in its IDX header {shape}", remedy)
+    return shape
 
 
 class MNIST(InMemoryDataModule):
@@ -117,6 +143,10 @@ class MNIST(InMemoryDataModule):
             if self.find(filename) is None:
                 download_from_mirrors(filename, self.mirrors, self.raw_dir / filename, md5)
 
+    def remedy(self, path: Path) -> str:
+        """What to do about a damaged copy of ``path``: delete it and fetch it again."""
+        return f"delete {path} and download it again (download=True fetches it)"
+
     def _path(self, filename: str) -> Path:
         if self.download:
             self.prepare_data()  # idempotent; covers setup() called without prepare_data()
@@ -135,17 +165,27 @@ class MNIST(InMemoryDataModule):
         prefix = "train" if train else "t10k"
         images_path = self._path(f"{prefix}-images-idx3-ubyte.gz")
         labels_path = self._path(f"{prefix}-labels-idx1-ubyte.gz")
-        images = read_idx(images_path, IMAGES_MAGIC)
-        labels = read_idx(labels_path, LABELS_MAGIC)
+        images = read_idx(images_path, IMAGES_MAGIC, self.remedy(images_path))
+        labels = read_idx(labels_path, LABELS_MAGIC, self.remedy(labels_path))
         if images.shape[1:] != self.data_shape[1:]:
-            raise ValueError(
-                f"{images_path} holds images of {images.shape[1:]}, expected "
-                f"{self.data_shape[1:]}: it is not a {type(self).__name__} file"
+            raise CorruptFileError(
+                images_path,
+                f"holds images of {images.shape[1:]}, expected {self.data_shape[1:]}: it is not "
+                f"a {type(self).__name__} file",
+                self.remedy(images_path),
+            )
+        if labels.size and labels.max() >= self.num_classes:
+            raise CorruptFileError(
+                labels_path,
+                f"holds label {labels.max()}, outside [0, {self.num_classes})",
+                self.remedy(labels_path),
             )
         if len(images) != len(labels):
-            raise ValueError(
-                f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} "
-                "labels; the two files come from different releases, re-download both"
+            raise CorruptFileError(
+                labels_path,
+                f"has {len(labels)} labels but {images_path} has {len(images)} images: the two "
+                "files come from different releases",
+                "delete both and download them again",
             )
         x = torch.from_numpy(images.copy()).unsqueeze(1)  # (N, 1, 28, 28) uint8
         y = torch.from_numpy(labels.astype(np.int64))  # (N,)
@@ -177,3 +217,9 @@ class FashionMNIST(MNIST):
     def extra_dirs(self) -> list[Path]:
         files = [f for f in dpkg_files(self.debian_package) if f.name in self.md5s]
         return list(dict.fromkeys(f.parent for f in files))
+
+    @override
+    def remedy(self, path: Path) -> str:
+        if path.parent in self.extra_dirs():
+            return f"reinstall it: apt-get install --reinstall {self.debian_package}"
+        return super().remedy(path)

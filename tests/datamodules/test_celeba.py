@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import torch
 from torchvision.io import encode_jpeg, write_file
 
 from latentzoo.datamodules import celeba
+from latentzoo.datamodules._files import CorruptFileError
 from latentzoo.datamodules.celeba import CelebA
 
 PARTITIONS = [0, 0, 0, 1, 2, 0, 2]  # train pool: images 0, 1, 2, 3, 5; test: 4, 6
@@ -99,8 +102,81 @@ def test_malformed_partition_line_is_named(tmp_path: Path) -> None:
     root = write_celeba(tmp_path)
     with open(root / "list_eval_partition.txt", "a") as f:
         f.write("000008.jpg train\n")
-    with pytest.raises(ValueError, match=r"list_eval_partition\.txt, line 8"):
+    with pytest.raises(ValueError, match=r"list_eval_partition\.txt line 8"):
         CelebA(data_dir=str(tmp_path)).load_split(train=True)
+
+
+def test_damaged_jpegs_are_refused_by_name(tmp_path: Path, damaged_copies, load_or_refuse) -> None:
+    """A damaged image is refused naming it; a flipped bit in the entropy-coded data may decode to
+    a changed picture (JPEG has no checksum), which is loaded at the right size."""
+    root = write_celeba(tmp_path)
+    path = root / "img_align_celeba" / "000005.jpg"  # in the test partition
+    dm = CelebA(data_dir=str(tmp_path), image_size=8, max_samples=10)  # max_samples: no cache
+    outcomes: Counter[tuple[str, str]] = Counter()
+    for kind, damaged in damaged_copies(path.read_bytes(), 200, seed=0, header=200):
+        path.write_bytes(damaged)
+        result = load_or_refuse(path, lambda: dm.load_split(train=False))
+        if isinstance(result, CorruptFileError):
+            outcomes[kind, "refused"] += 1
+        else:
+            assert result[0].shape == (2, 3, 8, 8)
+            outcomes[kind, "loaded"] += 1
+    assert outcomes["random bytes", "refused"] == 50
+    assert outcomes["truncated", "refused"] == 50
+    assert not (root / "cache_8_test.pt").exists()
+
+
+def test_jpeg_header_claiming_a_huge_image_is_not_decoded(tmp_path: Path, monkeypatch) -> None:
+    root = write_celeba(tmp_path)
+    path = root / "img_align_celeba" / "000005.jpg"
+    data = path.read_bytes()
+    sof = data.index(b"\xff\xc0")  # baseline frame header: length, precision, height, width
+    path.write_bytes(data[: sof + 5] + struct.pack(">HH", 65535, 65535) + data[sof + 9 :])
+    monkeypatch.setattr(celeba, "decode_jpeg", None)  # must not be reached
+    with pytest.raises(CorruptFileError, match=r"000005\.jpg has size 65535x65535"):
+        CelebA(data_dir=str(tmp_path)).load_split(train=False)
+
+
+def test_damaged_partition_file_is_refused_by_name(
+    tmp_path: Path, damaged_copies, load_or_refuse
+) -> None:
+    root = write_celeba(tmp_path)
+    path = root / "list_eval_partition.txt"
+    outcomes: Counter[str] = Counter()
+    for _kind, damaged in damaged_copies(path.read_bytes(), 200, seed=1, header=20):
+        path.write_bytes(damaged)
+        dm = CelebA(data_dir=str(tmp_path), image_size=8, max_samples=10)
+        try:
+            result = load_or_refuse(path, lambda: dm.load_split(train=True))  # noqa: B023
+        except FileNotFoundError as err:  # a damaged name: the image it names is missing
+            assert f"listed in {path}" in str(err)
+            outcomes["image missing"] += 1
+            continue
+        if isinstance(result, CorruptFileError):
+            outcomes["refused"] += 1
+        else:  # a cut at a line's end, or a flipped partition digit: fewer or other images
+            assert result[0].shape[1:] == (3, 8, 8) and len(result[0]) <= len(PARTITIONS)
+            outcomes["loaded"] += 1
+    assert outcomes["refused"] >= 100 and outcomes["image missing"] > 0
+
+
+def test_damaged_cache_is_refused_by_name(tmp_path: Path, damaged_copies, load_or_refuse) -> None:
+    root = write_celeba(tmp_path)
+    x, _ = CelebA(data_dir=str(tmp_path), image_size=8).load_split(train=False)
+    cache = root / "cache_8_test.pt"
+    outcomes: Counter[str] = Counter()
+    for _kind, damaged in damaged_copies(cache.read_bytes(), 100, seed=2, header=64):
+        cache.write_bytes(damaged)
+        result = load_or_refuse(
+            cache, lambda: CelebA(data_dir=str(tmp_path), image_size=8).load_split(train=False)
+        )
+        if isinstance(result, CorruptFileError):
+            assert "delete it to rebuild the cache" in str(result)
+            outcomes["refused"] += 1
+        else:  # torch.load checks no CRC: a flipped pixel bit loads, and changes one pixel
+            assert result[0].shape == x.shape and (result[0] != x).sum() <= 1
+            outcomes["loaded"] += 1
+    assert outcomes["refused"] >= 50
 
 
 def test_unreadable_cache_is_named(tmp_path: Path) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import struct
 import tarfile
+import tracemalloc
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,8 @@ import pytest
 import torch
 
 from latentzoo.datamodules import _files
-from latentzoo.datamodules.cifar import CIFAR10
+from latentzoo.datamodules._files import CorruptFileError
+from latentzoo.datamodules.cifar import CIFAR10, read_cifar_batch
 
 PER_BATCH, N_TEST = 6, 7
 
@@ -70,7 +74,7 @@ def test_split_and_loader_batches(tmp_path: Path, check_loaders) -> None:
     assert dm.train_set is not None and dm.val_set is not None
     ids = dm.train_set.x[:, 0, 0, 0].tolist() + dm.val_set.x[:, 0, 0, 0].tolist()
     assert sorted(ids) == list(range(5 * PER_BATCH))
-    again = CIFAR10(data_dir=str(tmp_path), val_size=4, seed=3)
+    again = CIFAR10(data_dir=str(tmp_path), val_size=4, batch_size=3, seed=3)
     again.setup("fit")
     assert again.val_set is not None and torch.equal(again.val_set.x, dm.val_set.x)
 
@@ -109,6 +113,65 @@ def test_truncated_and_hostile_pickles_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="refusing to load"):
         CIFAR10(data_dir=str(tmp_path)).load_split(train=False)
     assert not marker.exists()
+
+
+def test_damaged_batches_are_refused_by_name(
+    tmp_path: Path, damaged_copies, load_or_refuse
+) -> None:
+    """400 damaged versions of a batch pickle: each is refused naming it, or, where a flipped bit
+    fell in a pixel, a label or a file name, loads with at most that one value changed."""
+    written = write_cifar(tmp_path)
+    data, labels = written["test_batch"]
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    outcomes: Counter[tuple[str, str]] = Counter()
+    for kind, damaged in damaged_copies(path.read_bytes(), 400, seed=0, header=64):
+        path.write_bytes(damaged)
+        result = load_or_refuse(path, lambda: read_cifar_batch(path))
+        if isinstance(result, CorruptFileError):
+            outcomes[kind, "refused"] += 1
+            continue
+        x, y = result
+        changed = (x.reshape(N_TEST, -1) != data).sum() + (y != labels).sum()
+        assert changed <= 1, f"{kind} loaded with {changed} values changed"
+        outcomes[kind, "loaded"] += 1
+    assert outcomes["truncated", "refused"] == outcomes["random bytes", "refused"] == 100
+    assert outcomes["bit flip", "loaded"] > 50  # most of the file is pixels
+
+
+def pickle_ops(*ops: bytes) -> bytes:
+    return b"\x80\x02" + b"".join(ops) + b"."  # protocol 2 ... STOP
+
+
+HUGE_PICKLES = {
+    # LONG_BINPUT at memo index 2**31: the C unpickler grows its memo array to 16 GB
+    "memo index": pickle_ops(b"}", b"r" + struct.pack("<I", 2**31)),
+    # BINSTRING claiming 2 GB: read from the file object, it is allocated before the read
+    "string length": pickle_ops(b"T" + struct.pack("<i", 2**31 - 1), b"abc"),
+    # numpy.ndarray((2**40,)) called directly
+    "ndarray call": pickle_ops(b"cnumpy\nndarray\n", b"J" + struct.pack("<i", 2**30), b"\x85R"),
+    # _reconstruct(ndarray, (2**30,), b"b"): the skeleton is allocated at the claimed shape
+    "skeleton shape": pickle_ops(
+        b"cnumpy.core.multiarray\n_reconstruct\n", b"cnumpy\nndarray\n",
+        b"J" + struct.pack("<i", 2**30), b"\x85", b"U\x01b", b"\x87R",
+    ),
+    # an object array's __setstate__ allocates its claimed shape before reading the list
+    "object dtype": pickle_ops(b"cnumpy\ndtype\n", b"U\x02O8", b"\x85R"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", HUGE_PICKLES, ids=str)
+def test_pickle_claiming_gigabytes_allocates_nothing(tmp_path: Path, case: str) -> None:
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(HUGE_PICKLES[case])
+    tracemalloc.start()
+    try:
+        with pytest.raises(CorruptFileError) as info:
+            read_cifar_batch(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert info.value.path == path and str(path.parent) in info.value.remedy
+    assert peak < 2**22, f"{peak} bytes allocated"
 
 
 def test_missing_batch_names_path_and_remedy(tmp_path: Path) -> None:
@@ -155,6 +218,30 @@ def test_damaged_archive_extracts_nothing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"cifar-10-python\.tar\.gz is damaged"):
         _files.extract_archive(archive, tmp_path / "out" / "cifar-10-batches-py")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_damaged_archives_are_refused_by_name(
+    tmp_path: Path, damaged_copies, load_or_refuse
+) -> None:
+    """A damaged tarball is refused naming it and leaves nothing, or extracts complete batches."""
+    valid = make_tarball(tmp_path)
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    outcomes: Counter[str] = Counter()
+    for i, (_kind, damaged) in enumerate(damaged_copies(valid, 120, seed=1, header=32)):
+        archive.write_bytes(damaged)
+        out = tmp_path / f"out{i}"
+        result = load_or_refuse(
+            archive,
+            lambda: _files.extract_archive(archive, out / CIFAR10.folder),  # noqa: B023
+        )
+        if isinstance(result, CorruptFileError):
+            assert not out.exists() or list(out.iterdir()) == []
+            outcomes["refused"] += 1
+        else:
+            x, _ = CIFAR10(data_dir=str(out)).load_split(train=False)
+            assert x.shape == (N_TEST, 3, 32, 32)
+            outcomes["extracted"] += 1
+    assert outcomes["refused"] >= 60  # every cut and random copy at least
 
 
 def test_partial_folder_is_not_merged_into(tmp_path: Path) -> None:

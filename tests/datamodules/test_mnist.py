@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import struct
+import tracemalloc
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 import torch
 
 from latentzoo.datamodules import _files, mnist
+from latentzoo.datamodules._files import CorruptFileError
 from latentzoo.datamodules.mnist import MNIST, FashionMNIST, read_idx
 
 N_TRAIN, N_TEST = 40, 12
@@ -59,7 +62,7 @@ def test_seeded_split_is_deterministic_and_disjoint(tmp_path: Path) -> None:
     write_mnist(tmp_path / "MNIST" / "raw")
 
     def ids(seed: int) -> tuple[list[int], list[int]]:
-        dm = MNIST(data_dir=str(tmp_path), val_size=10, seed=seed)
+        dm = MNIST(data_dir=str(tmp_path), val_size=10, seed=seed, batch_size=8)
         dm.setup("fit")
         assert dm.train_set is not None and dm.val_set is not None
         return dm.train_set.x[:, 0, 0, 0].tolist(), dm.val_set.x[:, 0, 0, 0].tolist()
@@ -96,6 +99,88 @@ def test_idx_header_checks(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="magic number 2049, expected 2051"):
         read_idx(labels, mnist.IMAGES_MAGIC)
     assert read_idx(labels, mnist.LABELS_MAGIC).shape == (3,)
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gz", "raw"])
+def test_damaged_idx_files_are_refused_by_name(
+    tmp_path: Path, gz: bool, damaged_copies, load_or_refuse
+) -> None:
+    """200 damaged versions of each training file: each is refused naming it, or, where the damage
+    is a flipped payload bit, loads with just that one pixel or label changed."""
+    raw = tmp_path / "MNIST" / "raw"
+    arrays = write_mnist(raw, gz=gz)
+    expected = arrays["train-images-idx3-ubyte"], arrays["train-labels-idx1-ubyte"]
+    dm = MNIST(data_dir=str(tmp_path))
+    outcomes: Counter[tuple[str, str]] = Counter()
+    for seed, name in enumerate(("train-images-idx3-ubyte", "train-labels-idx1-ubyte")):
+        path = raw / (name + (".gz" if gz else ""))
+        valid = path.read_bytes()
+        for kind, data in damaged_copies(valid, 200, seed=seed, header=24 if gz else 16):
+            path.write_bytes(data)
+            result = load_or_refuse(path, lambda: dm.load_split(train=True))
+            if isinstance(result, CorruptFileError):
+                outcomes[kind, "refused"] += 1
+                continue
+            x, y = result
+            changed = (x[:, 0].numpy() != expected[0]).sum() + (y.numpy() != expected[1]).sum()
+            assert changed <= 1, f"{kind} of {name} loaded with {changed} values changed"
+            outcomes[kind, "loaded"] += 1
+        path.write_bytes(valid)
+    assert outcomes["truncated", "loaded"] == outcomes["random bytes", "loaded"] == 0
+    assert outcomes["truncated", "refused"] == outcomes["random bytes", "refused"] == 100
+    if not gz:  # a flipped pixel is harmless; in a .gz file the CRC catches it
+        assert outcomes["bit flip", "loaded"] > 50
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gz", "raw"])
+def test_header_claiming_terabytes_allocates_nothing(tmp_path: Path, gz: bool) -> None:
+    header = struct.pack(">IIII", mnist.IMAGES_MAGIC, 2**31 - 1, 2**31 - 1, 2**31 - 1)
+    data = header + bytes(28 * 28)
+    path = tmp_path / ("images-idx3-ubyte" + (".gz" if gz else ""))
+    path.write_bytes(gzip.compress(data) if gz else data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CorruptFileError, match=r"holds 800 bytes but its header") as info:
+            read_idx(path, mnist.IMAGES_MAGIC)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert info.value.path == path and peak < 2**22  # far below the 2**93 bytes claimed
+    negative = struct.pack(">IIII", mnist.IMAGES_MAGIC, 2**32 - 1, 2**32 - 28, 28)
+    data = negative + bytes(28 * 28)  # (-1) * (-28) * 28 = 784: the payload's size
+    path.write_bytes(gzip.compress(data) if gz else data)
+    with pytest.raises(CorruptFileError, match="negative dimensions"):
+        read_idx(path, mnist.IMAGES_MAGIC)
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gz", "raw"])
+def test_trailing_bytes_are_refused(tmp_path: Path, gz: bool) -> None:
+    data = idx_bytes(np.zeros((3, 28, 28), np.uint8)) + b"\x00"  # 2368 bytes and one more
+    path = tmp_path / ("images-idx3-ubyte" + (".gz" if gz else ""))
+    path.write_bytes(gzip.compress(data) if gz else data)
+    with pytest.raises(CorruptFileError, match=r"holds more than the 2368 bytes that its header"):
+        read_idx(path, mnist.IMAGES_MAGIC)
+
+
+def test_label_outside_the_classes_is_refused(tmp_path: Path) -> None:
+    raw = tmp_path / "MNIST" / "raw"
+    write_mnist(raw, gz=False)
+    labels = raw / "t10k-labels-idx1-ubyte"
+    labels.write_bytes(idx_bytes(np.full(N_TEST, 10, np.uint8)))
+    with pytest.raises(CorruptFileError, match=r"t10k-labels-idx1-ubyte holds label 10, outside"):
+        MNIST(data_dir=str(tmp_path)).load_split(train=False)
+
+
+def test_debian_file_damaged_says_reinstall(tmp_path: Path, monkeypatch) -> None:
+    debian = tmp_path / "usr" / "share" / "fashion"
+    write_mnist(debian)
+    monkeypatch.setattr(mnist, "dpkg_files", lambda package: sorted(debian.iterdir()))
+    path = debian / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CorruptFileError) as info:
+        FashionMNIST(data_dir=str(tmp_path / "data")).load_split(train=False)
+    assert info.value.path == path
+    assert "apt-get install --reinstall dataset-fashion-mnist" in str(info.value)
 
 
 def test_missing_file_names_path_and_remedy(tmp_path: Path) -> None:
