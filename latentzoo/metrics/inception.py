@@ -30,7 +30,9 @@ Size = int | tuple[int, int]
 class ConvReLU(nn.Conv2d):
     """One ``Conv2dLayer`` of the export with its batch norm folded in: conv + bias, then ReLU."""
 
-    def __init__(self, cin: int, cout: int, kernel: Size, stride: int = 1, padding: Size = 0):
+    def __init__(
+        self, cin: int, cout: int, kernel: Size, stride: int = 1, padding: Size = 0
+    ) -> None:
         super().__init__(cin, cout, kernel, stride, padding, bias=True)
 
     def forward(self, x: Tensor) -> Tensor:
