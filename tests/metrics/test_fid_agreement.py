@@ -106,9 +106,9 @@ def check_agreement(tmp_path: Path, n: int, paths: tuple[bool, ...]) -> None:
 
 
 def test_features_and_fid_agree_with_reference_on_32_images(tmp_path: Path) -> None:
-    check_agreement(tmp_path, 16, paths=(True, False))  # the CPU path and the export as it ships
+    check_agreement(tmp_path, 16, paths=(True,))  # the CPU path, ~20 s here
 
 
 @pytest.mark.slow
 def test_features_and_fid_agree_with_reference_on_400_images(tmp_path: Path) -> None:
-    check_agreement(tmp_path, 200, paths=(True,))
+    check_agreement(tmp_path, 200, paths=(True, False))  # the CPU path and the export as it ships
