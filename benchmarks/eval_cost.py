@@ -4,15 +4,20 @@ aggregated-posterior holes metric at N = 60,000 encodings, M = 10,000 prior samp
     python benchmarks/eval_cost.py --data FashionMNIST --extractor domain \
         --evaluator evaluators/FashionMNIST.ckpt
     python benchmarks/eval_cost.py --data Synthetic --extractor pixels
+    python benchmarks/eval_cost.py --inception-speed 40 --rounds 3
 
 The FID rows time ``FIDCallback.evaluate`` (sample, extract, FID + KID + reconstruction FID) on
 an untrained VAE: first with an empty cache (real features are extracted and saved), then in a
-fresh callback that reads the cache. Never run by CI.
+fresh callback that reads the cache. ``--inception-speed N`` instead times Inception features of
+N real Fashion-MNIST images (random ones without the data) on the export as it ships
+(``cpu_fast=False``, what every CPU run did before) and on the CPU path, interleaved round by
+round, with the ratio per round and the largest feature difference. Never run by CI.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 
@@ -21,6 +26,7 @@ import torch
 
 from latentzoo.callbacks import FIDCallback
 from latentzoo.datamodules import FashionMNIST, InMemoryDataModule, Synthetic
+from latentzoo.metrics.extractors import InceptionFeatures
 from latentzoo.metrics.holes import hole_stats
 from latentzoo.zoo import VAE
 
@@ -57,6 +63,36 @@ def time_holes(n: int, m: int, d: int) -> float:
     return time.perf_counter() - start
 
 
+def inception_speed(n: int, rounds: int) -> None:
+    try:
+        x = FashionMNIST().load_split(train=False)[0][:n].float() / 255  # (n, 1, 28, 28)
+    except FileNotFoundError:
+        x = torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    paths = {"export": InceptionFeatures(cpu_fast=False), "cpu_fast": InceptionFeatures()}
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    feats = {}
+    with torch.no_grad():
+        for net in paths.values():
+            net(x[:2])  # warm-up: oneDNN primitives, the CPU copy of the network
+        for _ in range(rounds):
+            for name, net in paths.items():
+                start = time.perf_counter()
+                feats[name] = net(x)
+                times[name].append(time.perf_counter() - start)
+    rate = {name: n / statistics.median(t) for name, t in times.items()}
+    ratios = [old / new for old, new in zip(times["export"], times["cpu_fast"], strict=True)]
+    ref = feats["export"]
+    diff = ((feats["cpu_fast"] - ref).abs().max() / ref.abs().max()).item()
+    print(f"\nInception features, {n} Fashion-MNIST images, median of {rounds} rounds:")
+    for name, r in rate.items():
+        print(f"  {name:<40} {r:8.2f} images/s")
+    print(
+        f"  {'cpu_fast / export':<40} {statistics.median(ratios):8.2f}x   rounds: "
+        + " ".join(f"{r:.2f}" for r in ratios)
+    )
+    print(f"  {'largest feature difference':<40} {diff:8.1e} of the largest feature")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", choices=["FashionMNIST", "Synthetic"], default="Synthetic")
@@ -68,7 +104,13 @@ def main() -> None:
     parser.add_argument(
         "--holes", type=int, nargs=3, default=[60_000, 10_000, 64], metavar=("N", "M", "D")
     )
+    parser.add_argument("--inception-speed", type=int, default=0, metavar="N")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.inception_speed:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+        inception_speed(args.inception_speed, args.rounds)
+        return
     dm = FashionMNIST() if args.data == "FashionMNIST" else Synthetic(num_train=20_000)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     with tempfile.TemporaryDirectory() as cache:

