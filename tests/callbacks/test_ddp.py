@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,18 +19,23 @@ ddp_script = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ddp_script)  # the same code the subprocess runs, here in one process
 
 
-def test_two_processes_match_one(tmp_path: Path) -> None:
-    out = tmp_path / "ddp.json"
+def run_script(out: Path, *args: object) -> Any:
+    """Run the DDP script in a subprocess (it launches its own ranks); what it wrote to ``out``."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), str(out), str(tmp_path / "cache2")],
+        [sys.executable, str(SCRIPT), str(out), *map(str, args)],
         env=env,
         capture_output=True,
         text=True,
         timeout=480,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    two = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def test_two_processes_match_one(tmp_path: Path) -> None:
+    out = tmp_path / "ddp.json"
+    two = run_script(out, tmp_path / "cache2")
     one = ddp_script.evaluate(1, str(tmp_path / "cache1"))
     assert two[-1] == {"real_computations": 1.0} == one[-1]  # the second evaluation used the cache
     for run_one, run_two in zip(one[:2], two[:2], strict=True):
@@ -41,17 +47,7 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
 def test_end_of_fit_evaluation_under_two_processes_matches_one(tmp_path: Path) -> None:
     # max_epochs=1 with every_n_epochs=5: the evaluation at the end of fit is the only one, and
     # it runs its collectives on both ranks (a hang here would time out).
-    out = tmp_path / "fit.json"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), str(out), str(tmp_path / "two" / "cache"), "2", "fit"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=480,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    two = json.loads(out.read_text())
+    two = run_script(tmp_path / "fit.json", tmp_path / "two" / "cache", "2", "fit")
     one = ddp_script.fit_end_values(1, str(tmp_path / "one" / "cache"))
     assert set(two) == set(one) == {k.split("/", 1)[1] for k in ddp_script.KEYS}
     for key, value in one.items():
