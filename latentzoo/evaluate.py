@@ -114,9 +114,9 @@ def load_model(ckpt_path: str | Path) -> AutoencoderModule:
     return cls.load_from_checkpoint(str(ckpt_path), map_location="cpu")
 
 
-def checkpoint_callbacks(args: Namespace) -> list[L.Callback]:
+def checkpoint_callbacks(args: Namespace, data: InMemoryDataModule) -> list[L.Callback]:
     """The evaluation callbacks, with the sampler first so that ``sample`` uses it."""
-    n = args.num_samples
+    n, n_real = args.num_samples, min(args.num_real, len(_split(data, args.split)))
     callbacks: list[L.Callback] = [
         LatentSampler(kind=args.sampler, seed=args.seed),
         FIDCallback(
@@ -124,7 +124,7 @@ def checkpoint_callbacks(args: Namespace) -> list[L.Callback]:
             inception_weights=args.inception_weights,
             evaluator=args.evaluator,
             num_samples=n,
-            num_real=args.num_real,
+            num_real=n_real,  # KID's subset size is capped by it: no more than the split holds
             real_split=args.split,
             batch_size=args.batch_size,
             cache_dir=args.cache_dir,
@@ -136,6 +136,13 @@ def checkpoint_callbacks(args: Namespace) -> list[L.Callback]:
     if args.evaluator is not None:
         callbacks.append(DiversityCallback(args.evaluator, num_samples=n, seed=args.seed))
     return callbacks
+
+
+def _split(data: InMemoryDataModule, split: Split) -> Tensor:
+    """The ``x`` tensor of one split (set up here if needed)."""
+    if getattr(data, f"{split}_set") is None:
+        data.setup("test" if split == "test" else "fit")
+    return getattr(data, f"{split}_set").x
 
 
 def score_checkpoint(args: Namespace, data: InMemoryDataModule) -> dict[str, float]:
@@ -152,7 +159,7 @@ def score_checkpoint(args: Namespace, data: InMemoryDataModule) -> dict[str, flo
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
-        callbacks=checkpoint_callbacks(args),
+        callbacks=checkpoint_callbacks(args, data),
     )
     trainer.test(model, datamodule=data, verbose=False)
     metrics = trainer.callback_metrics
@@ -218,8 +225,7 @@ def score_samples(samples: Tensor, data: InMemoryDataModule, args: Namespace) ->
     """FID, KID, precision and recall of ``samples`` against the first ``num_real`` of
     ``--split``, with the metric classes FIDCallback uses (FIDCallback itself draws from a
     model)."""
-    data.setup("test" if args.split == "test" else "fit")
-    real = getattr(data, f"{args.split}_set").x[: args.num_real]
+    real = _split(data, args.split)[: args.num_real]
     device = "cuda" if args.accelerator != "cpu" and torch.cuda.is_available() else "cpu"
     extractor = build_extractor(
         args.extractor, data.data_shape, args.inception_weights, args.evaluator
