@@ -4,6 +4,7 @@
     latentzoo fit --config configs/vae_fashion_mnist.yaml --ckpt_path last
     latentzoo models
     latentzoo evaluator fit --data FashionMNIST     # the domain evaluator of FID and diversity
+    latentzoo evaluate --ckpt_path runs/VAE-Synthetic/version_0/checkpoints/last.ckpt
 
 Model and data are chosen by class name (subclass mode), so plugin models and user subclasses
 work like built-in ones. The datamodule's ``data_shape`` is linked to the model's. With no
@@ -36,6 +37,7 @@ import latentzoo.callbacks  # noqa: F401  (imported so --trainer.callbacks+=FIDC
 from latentzoo.callbacks.checkpoint import LastCheckpoint
 from latentzoo.callbacks.guard import FiniteLossGuard, NonFiniteLossError
 from latentzoo.datamodules import InMemoryDataModule
+from latentzoo.evaluate import evaluate_command
 from latentzoo.loading import check_checkpoint_args
 from latentzoo.metrics.classifier import DomainClassifier
 from latentzoo.parsing import LatentzooArgumentParser
@@ -244,6 +246,7 @@ def evaluator_command(argv: Sequence[str]) -> None:
 COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {
     "models": models_command,
     "evaluator": evaluator_command,  # latentzoo evaluator fit --data FashionMNIST
+    "evaluate": evaluate_command,  # latentzoo evaluate --ckpt_path runs/.../last.ckpt
 }
 
 

@@ -6,7 +6,8 @@
         --trainer.callbacks.evaluator=evaluators/FashionMNIST.ckpt
 
 Logged (``stage`` is ``val`` or ``test``): ``stage/fid`` (samples vs real), ``stage/kid`` and
-``stage/kid_std``, ``stage/fid_recon`` (reconstructions of the stage's held-out split vs real).
+``stage/kid_std``, ``stage/precision`` and ``stage/recall`` (k-NN, Kynkäänniemi et al. 2019, on
+the same features), ``stage/fid_recon`` (reconstructions of the stage's held-out split vs real).
 
 The feature extractor lives here, not in the LightningModule, so checkpoints stay small. Real
 statistics (``real_split``, first ``num_real`` samples) are computed once and cached in
@@ -26,8 +27,9 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from torch import Tensor
+from torchmetrics.utilities import dim_zero_cat
 from typing_extensions import override
 
 from latentzoo.callbacks.base import PeriodicEvaluation, Stage
@@ -47,6 +49,7 @@ from latentzoo.metrics.fid import (
     real_state,
     save_state,
 )
+from latentzoo.metrics.precision_recall import PrecisionRecall
 from latentzoo.zoo import AutoencoderModule
 
 __all__ = ["FIDCallback", "inception_cost_message"]
@@ -87,6 +90,11 @@ class FIDCallback(PeriodicEvaluation):
         reconstruction: Also log FID of reconstructions of the stage's split.
         kid: Also log KID (keeps the real features, ``num_real`` x F floats, in memory).
         kid_subset_size: KID subset size (capped by the sample counts).
+        precision_recall: Also log k-NN precision and recall. Keeps the real features,
+            ``num_real`` x F float32 (80 MB for 10,000 Inception features; one copy shared with
+            KID's on CPU), and the samples' features during the evaluation; the distances take
+            blocks of 2048^2 numbers, never the whole matrix.
+        pr_k: The k of precision and recall's k-NN radii (the paper's 3).
         batch_size: Samples per generation / extraction batch.
         cache_dir: Folder of the cached real statistics.
         seed: Seeds the generated samples (batch b uses ``seed + b``, on any number of ranks).
@@ -104,6 +112,8 @@ class FIDCallback(PeriodicEvaluation):
         reconstruction: bool = True,
         kid: bool = True,
         kid_subset_size: int = 1000,
+        precision_recall: bool = True,
+        pr_k: int = 3,
         batch_size: int = 250,
         cache_dir: str = ".latentzoo_cache/fid",
         seed: int = 0,
@@ -111,11 +121,20 @@ class FIDCallback(PeriodicEvaluation):
         super().__init__(every_n_epochs)
         if min(num_samples, num_real) < 2 or batch_size < 1:
             raise ValueError("num_samples and num_real must be >= 2, batch_size >= 1")
+        if pr_k < 1:
+            raise ValueError(f"pr_k must be >= 1, got {pr_k}")
+        if precision_recall and min(num_samples, num_real) <= pr_k:
+            rank_zero_warn(
+                f"FIDCallback: precision/recall need more than pr_k={pr_k} samples and real "
+                f"samples, got {num_samples} and {num_real}: not measured"
+            )
+            precision_recall = False
         self.extractor_name = extractor
         self.inception_weights, self.evaluator = inception_weights, evaluator
         self.num_samples, self.num_real, self.real_split = num_samples, num_real, real_split
         self.reconstruction, self.kid = reconstruction, kid
         self.kid_subset_size, self.batch_size = kid_subset_size, batch_size
+        self.precision_recall, self.pr_k = precision_recall, pr_k
         self.cache_dir, self.seed = Path(cache_dir), seed
         self.extractor: FeatureExtractor | None = None
         self.metrics: dict[str, Any] = {}
@@ -138,6 +157,8 @@ class FIDCallback(PeriodicEvaluation):
                     warnings.filterwarnings("ignore", "Metric `Kernel Inception Distance` will")
                     kid = KernelDistance(f, subset_size=self.kid_subset_size)
                 self.metrics["kid"] = kid
+            if self.precision_recall:
+                self.metrics["pr"] = PrecisionRecall(self.pr_k, reset_real_features=False)
             rank_zero_info(f"FIDCallback: features from {self.extractor.source}")
             self._log_source(trainer)
         self.extractor.to(model.device)
@@ -163,7 +184,7 @@ class FIDCallback(PeriodicEvaluation):
             self._planned["reconstructions"] = n_recon
         self._ensure_real(trainer, model)
         images = len(model.data_shape) == 3
-        fid, kid = self.metrics["fid"], self.metrics.get("kid")
+        fid, kid, pr = self.metrics["fid"], self.metrics.get("kid"), self.metrics.get("pr")
         fakes = [torch.empty(0, fid.num_features, device=model.device)]
         for x in self.sample_batches(
             trainer, model, self.num_samples, self.batch_size, self.seed, images
@@ -172,8 +193,12 @@ class FIDCallback(PeriodicEvaluation):
             fid.update(f, real=False)
             fakes.append(f.float())
         values = {"fid": fid.compute()}
+        fake = torch.cat(fakes)  # (this rank's samples, F) float32
+        if pr is not None:
+            pr.update(fake, real=False)  # one entry per rank, like KID's
+            values["precision"], values["recall"] = pr.compute()
         if kid is not None:
-            kid.update(torch.cat(fakes), real=False)  # one entry per rank (see KernelDistance)
+            kid.update(fake, real=False)  # one entry per rank (see KernelDistance)
             kid.subset_size = min(self.kid_subset_size, self.num_samples, self.num_real)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)  # KID's random subsets: the same on every rank
@@ -215,6 +240,7 @@ class FIDCallback(PeriodicEvaluation):
             num_real=self.num_real,
             extractor=self.extractor.source,
             kid=self.kid,
+            **({"features": True} if self.precision_recall else {}),  # older keys stay valid
         )
         if key == self._real_key:
             return  # already in the metrics' real state (kept across reset())
@@ -222,7 +248,7 @@ class FIDCallback(PeriodicEvaluation):
         cached = load_state(path) if trainer.is_global_zero else None
         # Every rank must agree on whether to compute; the file is on rank 0's disk.
         hit = bool(trainer.strategy.broadcast(cached is not None, src=0))
-        fid, kid = self.metrics["fid"], self.metrics.get("kid")
+        fid, kid, pr = self.metrics["fid"], self.metrics.get("kid"), self.metrics.get("pr")
         if not hit:
             n_real = min(self.num_real, len(dataset_tensors(trainer, self.real_split)[0]))
             self._planned = {"real": n_real, **self._planned}
@@ -231,20 +257,44 @@ class FIDCallback(PeriodicEvaluation):
                 feats.append(self._features(trainer, x))
             local = torch.cat(feats)  # (this rank's share, F)
             fid.update(local, real=True)
-            if kid is not None:
-                kid.update(local.float(), real=True)
+            for metric in (kid, pr):
+                if metric is not None:
+                    metric.update(local.float(), real=True)
             with contextlib.ExitStack() as synced:  # collectives on every rank, then unsynced
-                for metric in (fid, kid):
+                for metric in (fid, kid, pr):
                     if metric is not None:
                         synced.enter_context(metric.sync_context())
                 if trainer.is_global_zero:  # rank 0 writes the global state, no collective
                     meta = {"key": key, "source": self.extractor.source}
-                    save_state(path, real_state(fid, kid), meta)
+                    save_state(path, self._real_state(), meta)
             self.real_computations += 1
-            cached = real_state(fid, kid)  # this rank's share; sums to the whole over ranks
+            cached = self._real_state()  # this rank's share; sums to the whole over ranks
         load_real_state(fid, kid, cached)
         load_real_state(self.metrics["fid_recon"], None, cached)
+        if pr is not None:
+            pr.real_features = self._real_features(cached)
         self._real_key = key
+
+    def _real_state(self) -> dict[str, Tensor]:
+        """The real side of the metrics as :func:`real_state` stores it, with the features taken
+        from precision/recall when KID does not keep them."""
+        fid, kid, pr = self.metrics["fid"], self.metrics.get("kid"), self.metrics.get("pr")
+        state = real_state(fid, kid)
+        if pr is not None and "features" not in state:
+            state["features"] = dim_zero_cat(pr.real_features).float().cpu()  # (N, F)
+        return state
+
+    def _real_features(self, state: dict[str, Tensor] | None) -> list[Tensor]:
+        """Precision/recall's real state: KID's tensor when there is one (no second copy), the
+        cached features, or none (ranks > 0 under DDP; rank 0 holds the whole set)."""
+        kid, dev = self.metrics.get("kid"), self.metrics["fid"].real_features_sum.device
+        if kid is not None:
+            return list(kid.real_features)
+        if state is None:
+            return [torch.empty(0, self.metrics["fid"].num_features, device=dev)]
+        if "features" not in state:
+            raise ValueError("the cached real statistics hold no features; delete the file")
+        return [state["features"].to(dev, torch.float32)]
 
     def _recon_fid(self, trainer: L.Trainer, model: AutoencoderModule, split: Split) -> Tensor:
         metric = self.metrics["fid_recon"]

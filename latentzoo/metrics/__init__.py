@@ -5,7 +5,12 @@ from latentzoo.metrics.diversity import ClassDiversity, collision_entropy, dista
 from latentzoo.metrics.fid import FrechetDistance, KernelDistance
 from latentzoo.metrics.frechet import frechet_distance, frechet_distance_between, mean_cov
 from latentzoo.metrics.holes import AggregatedPosteriorHoles, hole_stats, log_aggregate_posterior
-from latentzoo.metrics.precision_recall import knn_radii, manifold_coverage, precision_recall
+from latentzoo.metrics.precision_recall import (
+    PrecisionRecall,
+    knn_radii,
+    manifold_coverage,
+    precision_recall,
+)
 
 __all__ = [
     "AggregatedPosteriorHoles",
@@ -13,6 +18,7 @@ __all__ = [
     "FrechetDistance",
     "KernelDistance",
     "LatentVariance",
+    "PrecisionRecall",
     "active_units",
     "collision_entropy",
     "distance_bound",

@@ -18,14 +18,23 @@ Pairwise distances are computed in (chunk x chunk) blocks with ``torch.cdist``, 
 10,000 features need a few blocks of chunk^2 numbers, never the full matrix. They are computed in
 float64 by default: ``cdist`` expands ||a - b||^2 = ||a||^2 - 2 a.b + ||b||^2, whose round-off in
 float32 can flip a comparison against a radius for nearby points.
+
+:class:`PrecisionRecall` wraps them in a torchmetrics ``Metric``: both feature sets are list
+states gathered with ``dist_reduce_fx="cat"`` (in rank order), so every rank computes the numbers
+of the whole sets, the same as one process. It keeps every feature it is given, (N + M) x D
+floats, and after a sync the whole sets on every rank.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
-__all__ = ["knn_radii", "manifold_coverage", "precision_recall"]
+__all__ = ["PrecisionRecall", "knn_radii", "manifold_coverage", "precision_recall"]
 
 
 def _check(features: Tensor, name: str) -> None:
@@ -133,3 +142,54 @@ def precision_recall(
     precision = manifold_coverage(fake, real, real_radii, chunk, dtype).double().mean()
     recall = manifold_coverage(real, fake, fake_radii, chunk, dtype).double().mean()
     return precision, recall
+
+
+class PrecisionRecall(Metric):
+    """Improved precision and recall of generated against real features, DDP-correct.
+
+    Feed each side with ``update(features, real=...)``; ``compute`` returns ``(precision,
+    recall)`` of :func:`precision_recall` over everything gathered from every rank.
+
+    Args:
+        k: Neighbourhood size of the radii (the paper's default, 3).
+        chunk: Rows and columns per distance block; memory is O(chunk^2).
+        reset_real_features: Whether ``reset()`` also drops the real features. ``False`` keeps
+            them across evaluations (only the generated side is redone), like FID's statistics.
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+    real_features: list[Tensor]
+    fake_features: list[Tensor]
+
+    def __init__(
+        self, k: int = 3, chunk: int = 2048, reset_real_features: bool = True, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        if k < 1 or chunk < 1:
+            raise ValueError(f"k and chunk must be >= 1, got k={k}, chunk={chunk}")
+        self.k, self.chunk, self.reset_real_features = k, chunk, reset_real_features
+        self.add_state("real_features", [], dist_reduce_fx="cat")
+        self.add_state("fake_features", [], dist_reduce_fx="cat")
+
+    def update(self, features: Tensor, real: bool) -> None:
+        """Add (B, D) features to one side; they are kept as given (dtype and device)."""
+        if features.ndim != 2:
+            raise ValueError(f"expected (B, D) features, got shape {tuple(features.shape)}")
+        (self.real_features if real else self.fake_features).append(features.detach())
+
+    def compute(self) -> tuple[Tensor, Tensor]:
+        """``(precision, recall)``, float64 scalars in [0, 1]."""
+        if len(self.real_features) == 0 or len(self.fake_features) == 0:
+            raise RuntimeError("PrecisionRecall needs update() with real and fake features first")
+        real, fake = dim_zero_cat(self.real_features), dim_zero_cat(self.fake_features)
+        return precision_recall(real, fake, self.k, self.chunk)
+
+    def reset(self) -> None:
+        if self.reset_real_features:
+            super().reset()
+            return
+        default = self._defaults.pop("real_features")  # reset() empties the states listed here
+        super().reset()
+        self._defaults["real_features"] = default

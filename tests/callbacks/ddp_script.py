@@ -26,6 +26,8 @@ from latentzoo.zoo import VAE
 KEYS = (
     "test/fid",
     "test/kid",
+    "test/precision",
+    "test/recall",
     "test/fid_recon",
     "test/holes",
     "test/kl_prior_agg",

@@ -15,6 +15,7 @@ from latentzoo.callbacks.batches import generated_batches
 from latentzoo.callbacks.fid import inception_cost_message
 from latentzoo.datamodules import Synthetic
 from latentzoo.metrics.frechet import frechet_distance_between
+from latentzoo.metrics.precision_recall import precision_recall
 from latentzoo.zoo import VAE
 
 
@@ -132,3 +133,45 @@ def test_inception_on_cpu_says_once_how_long_it_will_take(
     costs = [m for m in said if "Inception on CPU" in m]
     assert len(costs) == 1  # once per callback, not per evaluation
     assert "2 real + 2 samples + 2 reconstructions: about" in costs[0]
+
+
+class NearDataVAE(VAE):
+    """Samples training points plus noise, so precision and recall are neither 0 nor 1."""
+
+    def __init__(self, points: torch.Tensor) -> None:
+        super().__init__(data_shape=(6,), latent_dim=2, width=4)
+        self.points = points  # (N, 6)
+
+    def sample(self, n: int) -> torch.Tensor:
+        pick = torch.randint(len(self.points), (n,))
+        return self.points[pick] + 0.3 * torch.randn(n, 6)
+
+
+@pytest.mark.parametrize("kid", [True, False])  # real features kept by KID, or by PR alone
+def test_precision_recall_from_the_fid_features_and_from_the_cache(
+    tmp_path: Path, kid: bool
+) -> None:
+    dm = synthetic()
+    dm.setup("fit")
+    model = NearDataVAE(dm.train_set.x)
+    kwargs = dict(
+        extractor="pixels",
+        num_samples=120,
+        num_real=250,
+        batch_size=50,
+        kid=kid,
+        kid_subset_size=50,
+        reconstruction=False,
+        cache_dir=str(tmp_path),
+    )
+    fake = torch.cat(list(generated_batches(model, 120, 50, seed=0, clamp=False)))  # (120, 6)
+    precision, recall = precision_recall(dm.train_set.x[:250], fake)
+    assert 0 < float(precision) < 1 and 0 < float(recall) < 1
+    for computations in (1, 0):  # extracted, then read from the cache by a new callback
+        callback = FIDCallback(**kwargs)
+        trainer = make_trainer(callback)
+        trainer.test(model, dm, verbose=False)
+        assert callback.real_computations == computations
+        logged = trainer.callback_metrics  # float32; 1/120 or 1/250 per sample
+        assert float(logged["test/precision"]) == pytest.approx(float(precision), abs=1e-6)
+        assert float(logged["test/recall"]) == pytest.approx(float(recall), abs=1e-6)

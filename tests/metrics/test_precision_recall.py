@@ -1,12 +1,19 @@
-"""k-NN precision/recall: chunked torch against brute-force numpy, and known cases."""
+"""k-NN precision/recall: chunked torch against brute-force numpy and torch-fidelity, known cases,
+and the torchmetrics state (sharded updates give the one-process numbers)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from torch_fidelity.metric_prc import calculate_precision_recall_full
 
-from latentzoo.metrics.precision_recall import knn_radii, manifold_coverage, precision_recall
+from latentzoo.metrics.precision_recall import (
+    PrecisionRecall,
+    knn_radii,
+    manifold_coverage,
+    precision_recall,
+)
 
 
 def brute_force(real: np.ndarray, fake: np.ndarray, k: int) -> tuple[float, float]:
@@ -91,3 +98,80 @@ def test_bad_inputs_raise() -> None:
         precision_recall(torch.randn(10, 2), torch.randn(10, 3))
     with pytest.raises(ValueError, match="one radius per reference"):
         manifold_coverage(torch.randn(4, 2), torch.randn(5, 2), torch.ones(4))
+
+
+def torch_fidelity_pr(real: torch.Tensor, fake: torch.Tensor, k: int) -> tuple[float, float]:
+    """torch-fidelity's estimator of the same paper (its features_1 are the generated ones)."""
+    return calculate_precision_recall_full(fake.double(), real.double(), neighborhood=k)
+
+
+def metric_pr(real: torch.Tensor, fake: torch.Tensor, k: int) -> tuple[float, float]:
+    metric = PrecisionRecall(k=k, chunk=64)  # several blocks for the larger cases
+    metric.update(real, real=True)
+    metric.update(fake, real=False)
+    precision, recall = metric.compute()
+    return float(precision), float(recall)
+
+
+@pytest.mark.parametrize(
+    ("n_real", "n_fake", "dim", "k", "shift", "scale"),
+    [
+        (200, 200, 2, 3, 1.0, 1.0),  # the paper's N = M, low dimension
+        (150, 90, 16, 3, 0.5, 1.5),  # fewer, wider samples: recall > precision
+        (120, 300, 8, 5, 0.0, 0.4),  # more, narrower samples (mode collapse-like)
+        (100, 100, 64, 1, 0.3, 1.0),  # k = 1, high dimension
+    ],
+)
+def test_metric_equals_torch_fidelity_on_overlapping_sets(
+    n_real: int, n_fake: int, dim: int, k: int, shift: float, scale: float
+) -> None:
+    gen = torch.Generator().manual_seed(n_real + dim)
+    real = torch.randn(n_real, dim, generator=gen, dtype=torch.float64)
+    fake = torch.randn(n_fake, dim, generator=gen, dtype=torch.float64) * scale + shift
+    want = torch_fidelity_pr(real, fake, k)
+    assert any(0 < v < 1 for v in want)  # a partial overlap (mode collapse keeps precision 1)
+    # torch-fidelity averages in float32; one point decided differently moves a value by 1/N
+    assert metric_pr(real, fake, k) == pytest.approx(want, abs=1e-6)
+
+
+def test_identical_sets_score_one_and_far_sets_zero_in_both_implementations() -> None:
+    gen = torch.Generator().manual_seed(3)
+    real = torch.randn(80, 5, generator=gen, dtype=torch.float64)
+    assert metric_pr(real, real.clone(), 3) == (1.0, 1.0) == torch_fidelity_pr(real, real, 3)
+    far = torch.randn(80, 5, generator=gen, dtype=torch.float64) + 100.0
+    assert metric_pr(real, far, 3) == (0.0, 0.0) == torch_fidelity_pr(real, far, 3)
+
+
+@pytest.mark.filterwarnings("ignore:The ``compute`` method")  # states set, not updated
+def test_sharded_updates_give_the_one_process_numbers() -> None:
+    # What DDP's cat-reduction does: each rank's states, concatenated in rank order.
+    gen = torch.Generator().manual_seed(4)
+    real = torch.randn(90, 4, generator=gen)
+    fake = torch.randn(70, 4, generator=gen) * 1.3 + 0.4
+    one = metric_pr(real, fake, 3)
+    shards = [PrecisionRecall(k=3), PrecisionRecall(k=3)]
+    for rank, metric in enumerate(shards):  # uneven shards, as rank_share gives odd counts
+        metric.update(real[:50] if rank == 0 else real[50:], real=True)
+        metric.update(fake[:31] if rank == 0 else fake[31:], real=False)
+    merged = PrecisionRecall(k=3)
+    merged.real_features = [torch.cat([f for m in shards for f in m.real_features])]
+    merged.fake_features = [torch.cat([f for m in shards for f in m.fake_features])]
+    precision, recall = merged.compute()
+    assert (float(precision), float(recall)) == one
+    assert 0 < one[0] < 1 and 0 < one[1] < 1
+
+
+def test_reset_keeps_real_features_only_when_asked() -> None:
+    real, fake = torch.randn(20, 3), torch.randn(20, 3)
+    kept, dropped = PrecisionRecall(reset_real_features=False), PrecisionRecall()
+    for metric in (kept, dropped):
+        metric.update(real, real=True)
+        metric.update(fake, real=False)
+        metric.compute()
+        metric.reset()
+        metric.update(fake, real=False)
+    assert float(kept.compute()[0]) == float(precision_recall(real, fake)[0])
+    with pytest.raises(RuntimeError, match="real and fake features"):
+        dropped.compute()
+    with pytest.raises(ValueError, match=r"\(B, D\) features"):
+        dropped.update(torch.randn(4), real=True)
