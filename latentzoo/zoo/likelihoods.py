@@ -53,6 +53,10 @@ class Likelihood(nn.Module):
         """E[x | decoder output], shaped like x."""
         raise NotImplementedError
 
+    def variance(self, out: Tensor) -> Tensor:
+        """Var[x | decoder output] per coordinate, shaped like x (or broadcastable to it)."""
+        raise NotImplementedError
+
 
 class Bernoulli(Likelihood):
     """Pixels as Bernoulli probabilities; the decoder emits logits. Needs x in [0, 1]."""
@@ -74,6 +78,10 @@ class Bernoulli(Likelihood):
 
     def mean(self, out: Tensor) -> Tensor:
         return torch.sigmoid(out)
+
+    def variance(self, out: Tensor) -> Tensor:
+        p = torch.sigmoid(out)
+        return p * (1 - p)
 
 
 class GaussianFixed(Likelihood):
@@ -97,6 +105,9 @@ class GaussianFixed(Likelihood):
 
     def mean(self, out: Tensor) -> Tensor:
         return out
+
+    def variance(self, out: Tensor) -> Tensor:
+        return out.new_full((), self.sigma**2)
 
 
 class GaussianLearned(Likelihood):
@@ -123,6 +134,9 @@ class GaussianLearned(Likelihood):
 
     def mean(self, out: Tensor) -> Tensor:
         return self.split(out)[0]
+
+    def variance(self, out: Tensor) -> Tensor:
+        return self.split(out)[1].exp()
 
 
 class GaussianGamma(Likelihood):
@@ -158,6 +172,9 @@ class GaussianGamma(Likelihood):
 
     def mean(self, out: Tensor) -> Tensor:
         return out
+
+    def variance(self, out: Tensor) -> Tensor:
+        return self.gamma
 
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {

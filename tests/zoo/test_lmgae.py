@@ -80,13 +80,77 @@ def test_bad_mask_arguments_raise_early():
         LMGAE(data_shape=(12,), mask_init=1.0)
 
 
+def _phase_grads(model: LMGAE, loss: str, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    model.zero_grad()
+    getattr(model, loss)(x)["loss"].backward()
+    return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("sigma", [0.01, 0.1, 3.0])
+def test_mask_and_variance_penalty_do_not_depend_on_the_decoder_sigma(sigma):
+    """At any sigma the auto-encoder phase is sigma=1's scaled by 1 / sigma^2 (RMSProp undoes a
+    scale), and the mask phase is sigma=1's exactly: the mask decides the same way."""
+    x = torch.rand(32, 12)
+    models = {}
+    for s in (1.0, sigma):
+        torch.manual_seed(0)
+        models[s] = LMGAE(data_shape=(12,), latent_dim=6, width=4, decoder_sigma=s)
+        with torch.no_grad():
+            models[s].mask_param.copy_(torch.linspace(0.1, 2.0, 6))  # half-closed entries too
+    for loss, scale in (("autoencoder_loss", 1 / sigma**2), ("mask_loss", 1.0)):
+        torch.manual_seed(1)  # the prior draws of W_f
+        ref = _phase_grads(models[1.0], loss, x)
+        torch.manual_seed(1)
+        got = _phase_grads(models[sigma], loss, x)
+        assert ref.keys() == got.keys() and ref
+        for name in ref:
+            torch.testing.assert_close(got[name], scale * ref[name], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian_learned", "gaussian_gamma"])
+def test_variance_penalty_is_weighted_by_the_likelihoods_precision(likelihood):
+    """Var[x|z] of each likelihood: the penalty's weight is 1 / its mean over coordinates."""
+    torch.manual_seed(0)
+    model = LMGAE(data_shape=(12,), latent_dim=6, width=4, likelihood=likelihood)
+    x = torch.rand(32, 12)
+    out = model.decoder(model.gate(model.encode(x)))
+    var = model.likelihood.variance(out)
+    if likelihood == "bernoulli":
+        p = torch.sigmoid(out)
+        torch.testing.assert_close(var, p * (1 - p))
+    losses = model.autoencoder_loss(x)
+    recon = model.likelihood.nll(x, out).mean()
+    expected = recon + model.var_weight * losses["var_penalty"] / var.mean()
+    torch.testing.assert_close(losses["loss"], expected)
+
+
+@pytest.mark.slow
+def test_lmgae_defaults_find_the_true_latent_dimension_through_the_cli(tmp_path):
+    """The new user's run of issue 11: n = 8, m = 16, class defaults, 25 epochs."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "latentzoo", "fit", "--model", "LMGAE", "--data", "Synthetic",
+         "--data.latent_dim", "8", "--model.latent_dim", "16", "--trainer.max_epochs", "25",
+         "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
+         "--trainer.default_root_dir", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=1800,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ckpt = next(tmp_path.rglob("last.ckpt"))
+    model = LMGAE.load_from_checkpoint(ckpt)
+    assert model.active_dims == 8, json.dumps(model.mask.tolist())
+
+
 @pytest.mark.slow
 def test_lmgae_finds_the_true_latent_dimension():
     """n = 4, m = 12: the mask closes the spurious dimensions (the paper's sec. 5.1, reduced)."""
     L.seed_everything(0)
     torch.set_num_threads(1)
     dm = Synthetic(latent_dim=4, data_dim=64)
-    model = LMGAE(data_shape=(64,), latent_dim=12, decoder_sigma=1.0)
+    model = LMGAE(data_shape=(64,), latent_dim=12)
     L.Trainer(
         max_epochs=20,
         logger=False,
