@@ -142,12 +142,13 @@ def _split(data: InMemoryDataModule, split: Split) -> Tensor:
 
 
 def score_checkpoint(
-    args: Namespace, data: InMemoryDataModule, extra_callbacks: Sequence[L.Callback] = ()
+    args: Namespace, data: InMemoryDataModule, callbacks: Sequence[L.Callback] | None = None
 ) -> dict[str, float]:
     """Every ``test/`` number the callbacks and the model's test step give for the checkpoint.
 
-    ``extra_callbacks`` run after the evaluation callbacks (the model samples from ``--sampler``
-    then); ``args.media_dir``, if set, is the trainer's root folder, where pictures go;
+    ``callbacks`` default to :func:`checkpoint_callbacks`; a caller may pass those with its own
+    added, or reuse a fitted :class:`LatentSampler` (it refits only for other weights).
+    ``args.media_dir``, if set, is the trainer's root folder, where pictures go;
     ``args.progress_bar: False`` hides the test loop's bar.
     """
     model = load_model(args.ckpt_path)
@@ -162,7 +163,7 @@ def score_checkpoint(
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
-        callbacks=[*checkpoint_callbacks(args, data), *extra_callbacks],
+        callbacks=list(checkpoint_callbacks(args, data) if callbacks is None else callbacks),
         default_root_dir=args.get("media_dir"),
         enable_progress_bar=args.get("progress_bar", True),
     )

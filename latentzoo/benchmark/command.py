@@ -104,7 +104,7 @@ def list_cells(suite: Suite, cells: list[Cell], out: Path) -> None:
         print(f"  {cell.name:<40} {CellFiles(cell, out).status(suite.samplers)}")
 
 
-def prepare(cells: list[Cell], out: Path) -> None:
+def prepare(spec: str, cells: list[Cell], out: Path) -> None:
     lines = [str(CellFiles(c, out).config) for c in cells]
     (out / "cells.txt").write_text("\n".join(lines) + "\n")
     print(f"wrote {len(lines)} cell configs; their paths, one a line, in {out / 'cells.txt'}")
@@ -159,7 +159,7 @@ def benchmark_command(argv: Sequence[str]) -> None:
     if args.list:
         return list_cells(suite, cells, out)
     if args.prepare:
-        return prepare(cells, out)
+        return prepare(args.suite, cells, out)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # the scoring Trainers' info
     options = RunOptions(args.accelerator, args.collect, args.progress_bar, args.inception_weights)
     outcomes = run_cells(suite, cells, out, options)

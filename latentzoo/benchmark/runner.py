@@ -23,7 +23,7 @@ from latentzoo.benchmark.cellfiles import CellFiles, read_json, write_json
 from latentzoo.benchmark.pictures import SampleFigure
 from latentzoo.benchmark.schema import Cell, Suite
 from latentzoo.datamodules import InMemoryDataModule
-from latentzoo.evaluate import build_parser, score_checkpoint
+from latentzoo.evaluate import build_parser, checkpoint_callbacks, score_checkpoint
 
 __all__ = ["EXTRACTOR_KEYS", "RunOptions", "ensure_evaluator", "run_cells", "score_cell"]
 
@@ -128,8 +128,13 @@ def score_cell(files: CellFiles, suite: Suite, evaluator: Path | None, options: 
             args.progress_bar = False
             if data is None:
                 data = build_parser().instantiate_classes(args).data
-            figure = SampleFigure(files.samples_png(sampler), cell.seed, f"{cell.name} {sampler}")
-            values = score_checkpoint(args, data, [figure] if j == 0 else [])
+            callbacks = checkpoint_callbacks(args, data)
+            if j == 0:
+                fitted = callbacks[0]  # the LatentSampler, fitted once for every extractor
+                title = f"{cell.name} {sampler}"
+                callbacks.append(SampleFigure(files.samples_png(sampler), cell.seed, title))
+            callbacks[0] = fitted
+            values = score_checkpoint(args, data, callbacks)
             for key, value in values.items():
                 name = key.removeprefix("test/")
                 if name in EXTRACTOR_KEYS:
