@@ -39,6 +39,7 @@ from latentzoo.benchmark.schema import (
     resolve_model_class,
 )
 from latentzoo.callbacks.latent_sampler import SamplerKind
+from latentzoo.zoo import AutoencoderModule
 
 __all__ = ["builtin_suites", "load_suite", "parse_suite"]
 
@@ -159,12 +160,14 @@ def _models(raw: Any, common: Any) -> list[dict[str, Any]]:
 def _check_init_args(spec: dict[str, Any], where: str) -> None:
     cls = resolve_model_class(spec["class_path"], where)
     accepted: set[str] = set()
-    for klass in cls.__mro__:
+    for klass in cls.__mro__:  # the zoo's classes, down to AutoencoderModule (not Lightning's)
+        if not issubclass(klass, AutoencoderModule):
+            break
         if "__init__" not in vars(klass):
             continue
         params = inspect.signature(vars(klass)["__init__"]).parameters.values()
-        if any(p.kind is p.VAR_KEYWORD for p in params) and klass is not object:
-            return  # takes anything
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            return  # passes anything on
         accepted |= {p.name for p in params}
     unknown = sorted(set(spec["init_args"]) - accepted)
     if unknown:
