@@ -27,6 +27,7 @@ from latentzoo.benchmark.results import collect_rows, write_results
 from latentzoo.benchmark.runner import RunOptions, run_cells
 from latentzoo.benchmark.schema import Cell, Suite, SuiteError
 from latentzoo.benchmark.suite import builtin_suites, load_suite
+from latentzoo.metrics.extractors import MissingWeightsError, find_inception
 
 __all__ = ["benchmark_command", "build_parser"]
 
@@ -160,6 +161,11 @@ def benchmark_command(argv: Sequence[str]) -> None:
         return list_cells(suite, cells, out)
     if args.prepare:
         return prepare(args.suite, cells, out)
+    if any("inception" in c.metrics.extractors for c in cells):
+        try:  # before hours of training, not after
+            find_inception(args.inception_weights)
+        except MissingWeightsError as err:
+            _fail(str(err))
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # the scoring Trainers' info
     options = RunOptions(args.accelerator, args.collect, args.progress_bar, args.inception_weights)
     outcomes = run_cells(suite, cells, out, options)

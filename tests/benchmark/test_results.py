@@ -120,3 +120,30 @@ def test_wandb_offline_run_holds_the_table(tmp_path, monkeypatch) -> None:
     assert table["columns"][:3] == ["model", "sampler", "n_seeds"]
     assert len(table["data"]) == 4
     assert len(list(runs[0].glob("files/media/images/samples/*.png"))) == 4
+
+
+def test_grid_plots_each_metric_against_each_numeric_grid_key(tmp_path) -> None:
+    grid = [{"model.init_args.latent_dim": m} for m in (1, 2, 4)]
+    suite = parse_suite({**copy.deepcopy(TINY_SUITE), "grid": grid, "samplers": ["prior"]})
+    for cell in suite.cells:
+        m = cell.fit["model"]["init_args"]["latent_dim"]
+        files = CellFiles(cell, tmp_path)
+        write_json(files.trained, {"wall_s": 1.0})
+        write_json(files.scores("prior"), {
+            "extractors": ["pixels"], "num_samples": 200, "num_real": 200,
+            "metrics": {"fid_pixels": 10.0 / m, "active_dims": float(m), "loss": 1.0}})  # fmt: skip
+    assemble(suite, tmp_path, None)
+    _, rows = read_csv(tmp_path / "results.csv")
+    assert len(rows) == 2  # keyed by (model, sampler): the last grid point of each model
+    lines = [line for line in (tmp_path / "results.csv").read_text().splitlines() if line[0] != "#"]
+    assert lines[0].startswith("model,point,model.init_args.latent_dim,sampler,n_seeds,")
+    assert lines[1].startswith("VAE,latent_dim1,1,prior,1,")
+    plots = sorted(p.name for p in (tmp_path / "figures").glob("plot_*.png"))
+    assert plots == [
+        "plot_active_dims_vs_model-init_args-latent_dim.png",
+        "plot_fid_pixels_vs_model-init_args-latent_dim.png",
+    ]
+    assert (
+        "figures/plot_fid_pixels_vs_model-init_args-latent_dim.png"
+        in (tmp_path / "report.md").read_text()
+    )
