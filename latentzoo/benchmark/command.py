@@ -168,7 +168,11 @@ def benchmark_command(argv: Sequence[str]) -> None:
             _fail(str(err))
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # the scoring Trainers' info
     options = RunOptions(args.accelerator, args.collect, args.progress_bar, args.inception_weights)
-    outcomes = run_cells(suite, cells, out, options)
+    try:
+        outcomes = run_cells(suite, cells, out, options)
+    except KeyboardInterrupt:
+        print("\nlatentzoo benchmark: interrupted; the same command resumes", file=sys.stderr)
+        raise SystemExit(130) from None
     failed, missing = assemble(suite, out, args.wandb_project)
     print(
         f"\nlatentzoo benchmark {suite.name}: report {out / 'report.html'}, {out / 'report.md'}; "
