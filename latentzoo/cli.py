@@ -5,6 +5,7 @@
     latentzoo models
     latentzoo evaluator fit --data FashionMNIST     # the domain evaluator of FID and diversity
     latentzoo evaluate --ckpt_path runs/VAE-Synthetic/version_0/checkpoints/last.ckpt
+    latentzoo benchmark fashion-cpu                 # a suite of models, trained and scored alike
 
 Model and data are chosen by class name (subclass mode), so plugin models and user subclasses
 work like built-in ones. The datamodule's ``data_shape`` is linked to the model's. With no
@@ -34,6 +35,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from typing_extensions import override
 
 import latentzoo.callbacks  # noqa: F401  (imported so --trainer.callbacks+=FIDCallback resolves)
+from latentzoo.benchmark import benchmark_command
 from latentzoo.callbacks.checkpoint import LastCheckpoint
 from latentzoo.callbacks.guard import FiniteLossGuard, NonFiniteLossError
 from latentzoo.datamodules import InMemoryDataModule
@@ -247,6 +249,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {
     "models": models_command,
     "evaluator": evaluator_command,  # latentzoo evaluator fit --data FashionMNIST
     "evaluate": evaluate_command,  # latentzoo evaluate --ckpt_path runs/.../last.ckpt
+    "benchmark": benchmark_command,  # latentzoo benchmark fashion-cpu
 }
 
 

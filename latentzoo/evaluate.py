@@ -101,7 +101,12 @@ def load_model(ckpt_path: str | Path) -> AutoencoderModule:
 
 
 def checkpoint_callbacks(args: Namespace, data: InMemoryDataModule) -> list[L.Callback]:
-    """The evaluation callbacks, with the sampler first so that ``sample`` uses it."""
+    """The evaluation callbacks, with the sampler first so that ``sample`` uses it.
+
+    ``args`` may also say ``holes``, ``active_dims`` or ``diversity: False`` (skip those: they do
+    not depend on the extractor, so ``latentzoo benchmark`` measures them once per sampler or
+    cell) and ``pictures: True`` (the holes picture, as a PNG under the trainer's root folder).
+    """
     n, n_real = args.num_samples, min(args.num_real, len(_split(data, args.split)))
     callbacks: list[L.Callback] = [
         LatentSampler(kind=args.sampler, seed=args.seed),
@@ -116,10 +121,15 @@ def checkpoint_callbacks(args: Namespace, data: InMemoryDataModule) -> list[L.Ca
             cache_dir=args.cache_dir,
             seed=args.seed,
         ),
-        HolesCallback(num_prior=n, num_reference=n, picture=False, seed=args.seed),
-        ActiveDims(),
     ]
-    if args.evaluator is not None:
+    if args.get("holes", True):
+        picture = bool(args.get("pictures", False))
+        callbacks.append(
+            HolesCallback(num_prior=n, num_reference=n, picture=picture, seed=args.seed)
+        )
+    if args.get("active_dims", True):
+        callbacks.append(ActiveDims())
+    if args.evaluator is not None and args.get("diversity", True):
         callbacks.append(DiversityCallback(args.evaluator, num_samples=n, seed=args.seed))
     return callbacks
 
@@ -131,8 +141,16 @@ def _split(data: InMemoryDataModule, split: Split) -> Tensor:
     return getattr(data, f"{split}_set").x
 
 
-def score_checkpoint(args: Namespace, data: InMemoryDataModule) -> dict[str, float]:
-    """Every ``test/`` number the callbacks and the model's test step give for the checkpoint."""
+def score_checkpoint(
+    args: Namespace, data: InMemoryDataModule, callbacks: Sequence[L.Callback] | None = None
+) -> dict[str, float]:
+    """Every ``test/`` number the callbacks and the model's test step give for the checkpoint.
+
+    ``callbacks`` default to :func:`checkpoint_callbacks`; a caller may pass those with its own
+    added, or reuse a fitted :class:`LatentSampler` (it refits only for other weights).
+    ``args.media_dir``, if set, is the trainer's root folder, where pictures go;
+    ``args.progress_bar: False`` hides the test loop's bar.
+    """
     model = load_model(args.ckpt_path)
     if tuple(model.data_shape) != tuple(data.data_shape):
         raise SystemExit(
@@ -145,7 +163,9 @@ def score_checkpoint(args: Namespace, data: InMemoryDataModule) -> dict[str, flo
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
-        callbacks=checkpoint_callbacks(args, data),
+        callbacks=list(checkpoint_callbacks(args, data) if callbacks is None else callbacks),
+        default_root_dir=args.get("media_dir"),
+        enable_progress_bar=args.get("progress_bar", True),
     )
     trainer.test(model, datamodule=data, verbose=False)
     metrics = trainer.callback_metrics

@@ -1,0 +1,272 @@
+"""The report of a suite: ``report.md`` (table, pictures as links under ``OUT/figures/``),
+``report.html`` (the same, self-contained: pictures embedded as base64), the line plots of a grid,
+and, when asked, one W&B run with the table and the sample grids."""
+
+from __future__ import annotations
+
+import base64
+import html
+import shutil
+from pathlib import Path
+from typing import Any
+
+from latentzoo.benchmark.cellfiles import CellFiles
+from latentzoo.benchmark.results import Row, metric_names, suite_header
+from latentzoo.benchmark.schema import Suite
+
+__all__ = ["Figures", "grid_plots", "log_wandb", "write_report"]
+
+# Shown in the report's table, in this order when present (every metric is in results.csv).
+HEADLINE = (
+    "fid_",
+    "kid_",
+    "precision_",
+    "recall_",
+    "h2",
+    "classes_covered",
+    "holes",
+    "active_dims",
+    "loss",
+)
+PLOTTED = ("active_dims", "fid_", "precision_")
+
+
+class Figures:
+    """The pictures of each row copied to ``OUT/figures/`` (those of the row's first seed)."""
+
+    def __init__(self, rows: list[Row], out: Path) -> None:
+        self.samples: dict[str, Path] = {}
+        self.holes: dict[str, Path] = {}
+        folder = out / "figures"
+        folder.mkdir(parents=True, exist_ok=True)
+        for row in rows:
+            if not row.cells:
+                continue
+            files = CellFiles(row.cells[0], out)
+            if files.samples_png(row.sampler).is_file():
+                self.samples[row.label] = folder / f"{row.label}_samples.png"
+                shutil.copyfile(files.samples_png(row.sampler), self.samples[row.label])
+            holes_key = "__".join(p for p in (row.model, row.point) if p)
+            if files.holes_png.is_file() and holes_key not in self.holes:
+                self.holes[holes_key] = folder / f"{holes_key}_holes.png"
+                shutil.copyfile(files.holes_png, self.holes[holes_key])
+        self.plots: list[Path] = []
+
+
+def _headline(rows: list[Row]) -> list[str]:
+    names = metric_names(rows)
+    return [n for prefix in HEADLINE for n in names if n == prefix or n.startswith(prefix)]
+
+
+def _cell(stats: tuple[float | None, float | None]) -> str:
+    mean, std = stats
+    if mean is None:
+        return "—"
+    return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
+
+
+def _table(suite: Suite, rows: list[Row]) -> tuple[list[str], list[list[str]]]:
+    cols = _headline(rows)
+    head = ["model", *suite.grid_keys, "sampler", "seeds", *cols]
+    body = [
+        [
+            r.model,
+            *(str(r.grid.get(k, "")) for k in suite.grid_keys),
+            r.sampler,
+            str(len(r.cells)),
+            *(_cell(r.stats.get(c, (None, None))) for c in cols),
+        ]
+        for r in rows
+    ]
+    return head, body
+
+
+def grid_plots(suite: Suite, rows: list[Row], out: Path) -> list[Path]:
+    """For each numeric grid key, the plotted metrics against it: one line per model and values
+    of the other grid keys, for the first sampler; error bars are the std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if r.sampler == suite.samplers[0] and r.cells]
+    numeric = [
+        k
+        for k in suite.grid_keys
+        if len({r.grid[k] for r in rows if k in r.grid}) > 1
+        and all(isinstance(r.grid[k], int | float) for r in rows if k in r.grid)
+    ]
+    metrics = [n for n in metric_names(rows) if any(n.startswith(p) for p in PLOTTED)]
+    paths = []
+    for key in numeric:
+        for metric in metrics:
+            lines: dict[str, list[tuple[Any, float, float]]] = {}
+            for r in rows:
+                mean, std = r.stats.get(metric, (None, None))
+                if key not in r.grid or mean is None:
+                    continue
+                rest = ", ".join(
+                    f"{k.rsplit('.', 1)[-1]}={v}" for k, v in r.grid.items() if k != key
+                )
+                label = r.model + (f" ({rest})" if rest else "")
+                lines.setdefault(label, []).append((r.grid[key], mean, std or 0.0))
+            if not lines:
+                continue
+            fig, ax = plt.subplots(figsize=(7, 4.5))
+            for label, points in lines.items():
+                xs, ys, es = zip(*sorted(points), strict=True)
+                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label)
+            ax.set(xlabel=key, ylabel=metric, title=f"{suite.name}: {metric} against {key}")
+            ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+            path = out / "figures" / f"plot_{metric}_vs_{key.replace('.', '-')}.png"
+            fig.savefig(path, dpi=100, bbox_inches="tight")
+            plt.close(fig)
+            paths.append(path)
+    return paths
+
+
+def write_report(
+    suite: Suite,
+    rows: list[Row],
+    figures: Figures,
+    out: Path,
+    failed: dict[str, str],
+    missing: list[str],
+) -> None:
+    """``report.md`` and ``report.html``."""
+    head, body = _table(suite, rows)
+    meta = suite_header(suite)
+    rel = lambda p: p.relative_to(out).as_posix()  # noqa: E731
+    md = [
+        f"# Benchmark `{suite.name}`",
+        "",
+        suite.description,
+        "",
+        *(f"- **{k}**: `{v}`" for k, v in meta.items() if k not in ("suite", "description")),
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+        *("| " + " | ".join(b) + " |" for b in body),
+        "",
+        "Every metric, with its std, is in `results.csv` / `results.json`.",
+        "",
+    ]
+    if suite.recipes:
+        md += ["## Recipes", "", *(f"- **{m}**: {r}" for m, r in suite.recipes.items()), ""]
+    md += ["## Samples", "", *(f"![{k}]({rel(p)}) `{k}`" for k, p in figures.samples.items()), ""]
+    md += ["## Holes", "", *(f"![{k}]({rel(p)}) `{k}`" for k, p in figures.holes.items()), ""]
+    if figures.plots:
+        md += ["## Against the grid", "", *(f"![{p.stem}]({rel(p)})" for p in figures.plots), ""]
+    md += _problems(failed, missing, lambda s: f"`{s}`")
+    (out / "report.md").write_text("\n".join(md))
+    (out / "report.html").write_text(_html(suite, head, body, figures, meta, failed, missing))
+
+
+def _problems(failed: dict[str, str], missing: list[str], code: Any) -> list[str]:
+    lines = []
+    if failed:
+        lines += ["## Failed cells", "", *(f"- {code(c)}: {why}" for c, why in failed.items()), ""]
+    if missing:
+        lines += ["## Missing cells", "", *(f"- {code(c)}" for c in missing), ""]
+    return lines
+
+
+def _img(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _html(
+    suite: Suite,
+    head: list[str],
+    body: list[list[str]],
+    figures: Figures,
+    meta: dict[str, Any],
+    failed: dict[str, str],
+    missing: list[str],
+) -> str:
+    e = html.escape
+    table = "<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"
+    table += "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in b) + "</tr>" for b in body)
+    table += "</table>"
+    info = "".join(
+        f"<li><b>{e(k)}</b>: <code>{e(str(v))}</code></li>"
+        for k, v in meta.items()
+        if k not in ("suite", "description")
+    )
+    parts = [
+        f"<h1>Benchmark {e(suite.name)}</h1>",
+        f"<p>{e(suite.description)}</p>",
+        f"<ul>{info}</ul>",
+        table,
+        "<h2>Samples</h2><div class='row'>",
+        *(_img(p, k) for k, p in figures.samples.items()),
+        "</div>",
+        "<h2>Holes</h2><div class='row'>",
+        *(_img(p, k) for k, p in figures.holes.items()),
+        "</div>",
+    ]
+    if figures.plots:
+        parts += [
+            "<h2>Against the grid</h2><div class='row'>",
+            *(_img(p, p.stem) for p in figures.plots),
+            "</div>",
+        ]
+    problems = _problems(failed, missing, lambda s: f"<code>{e(s)}</code>")
+    parts += [
+        f"<h2>{e(p[3:])}</h2>" if p.startswith("## ") else f"<p>{p[2:]}</p>" for p in problems if p
+    ]
+    style = (
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}"
+        ".row{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0}"
+        "figcaption{font-size:11px;max-width:260px;overflow-wrap:anywhere}"
+        "img{max-width:260px}"
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(suite.name)}</title>"
+        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
+    )
+
+
+def log_wandb(
+    suite: Suite,
+    rows: list[Row],
+    figures: Figures,
+    out: Path,
+    project: str,
+    entity: str | None = None,
+) -> str:
+    """One W&B run: the results table and every sample grid; returns the run's folder."""
+    import wandb
+
+    names = metric_names(rows)
+    columns: list[str | int] = ["model", *suite.grid_keys, "sampler", "n_seeds"]
+    columns += [f"{n}_{s}" for n in names for s in ("mean", "std")]
+    data = [
+        [
+            r.model,
+            *(str(r.grid.get(k, "")) for k in suite.grid_keys),
+            r.sampler,
+            len(r.cells),
+            *(v for n in names for v in r.stats.get(n, (None, None))),
+        ]
+        for r in rows
+    ]
+    run = wandb.init(
+        project=project,
+        entity=entity,
+        name=f"benchmark-{suite.name}",
+        dir=str(out),
+        config=suite_header(suite),
+        job_type="benchmark",
+    )
+    images = {f"samples/{k}": wandb.Image(str(p), caption=k) for k, p in figures.samples.items()}
+    images |= {f"holes/{k}": wandb.Image(str(p), caption=k) for k, p in figures.holes.items()}
+    run.log({"results": wandb.Table(columns=columns, data=data), **images})
+    folder = str(run.dir)
+    run.finish()
+    return folder

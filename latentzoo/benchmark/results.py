@@ -1,0 +1,126 @@
+"""The results table of a suite: every (model, grid point, sampler) row with the mean and standard
+deviation of each metric over the seeds whose scores exist, written as ``results.csv`` and
+``results.json``; the suite, extractors, sample counts, seeds, data and budget head both."""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from latentzoo.benchmark.cellfiles import CellFiles, read_json, write_json
+from latentzoo.benchmark.schema import Cell, Suite
+
+__all__ = ["Row", "collect_rows", "grid_value", "suite_header", "write_results"]
+
+
+@dataclass
+class Row:
+    """One model at one grid point under one sampler, over its seeds."""
+
+    model: str
+    point: str
+    grid: dict[str, Any]  # the grid point's values, a class spec as its class name
+    sampler: str
+    cells: list[Cell] = field(default_factory=list)  # the cells with scores
+    stats: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return "__".join(p for p in (self.model, self.point, self.sampler) if p)
+
+
+def grid_value(value: Any) -> Any:
+    """A grid value as one table entry: a ``{class_path, ...}`` as the class name."""
+    if isinstance(value, dict):
+        return str(value.get("class_path", value)).rsplit(".", 1)[-1]
+    return value if isinstance(value, int | float | str) else str(value)
+
+
+def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    finite = [v for v in values if v is not None]
+    if not finite:
+        return None, None
+    std = statistics.stdev(finite) if len(finite) > 1 else None  # sample std (n - 1)
+    return statistics.fmean(finite), std
+
+
+def collect_rows(suite: Suite, out: Path) -> list[Row]:
+    """The rows, in the suite's order, from ``OUT/cells/*/scores/*.json``."""
+    rows: dict[tuple[str, str, str], Row] = {}
+    for cell in suite.cells:
+        for sampler in suite.samplers:
+            key = (cell.model, cell.point, sampler)
+            if key not in rows:
+                grid = {k: grid_value(v) for k, v in cell.grid.items()}
+                rows[key] = Row(cell.model, cell.point, grid, sampler)
+            if CellFiles(cell, out).scored(sampler):
+                rows[key].cells.append(cell)
+    for row in rows.values():
+        scores = [read_json(CellFiles(c, out).scores(row.sampler)) for c in row.cells]
+        metrics = [s["metrics"] for s in scores if s is not None]
+        names = list(dict.fromkeys(k for m in metrics for k in m))
+        row.stats = {k: _mean_std([m.get(k) for m in metrics]) for k in names}
+    return list(rows.values())
+
+
+def suite_header(suite: Suite) -> dict[str, Any]:
+    """What every number in the table depends on."""
+    m = suite.metrics
+    return {
+        "suite": suite.name,
+        "description": suite.description,
+        "extractors": list(dict.fromkeys(e for c in suite.cells for e in c.metrics.extractors)),
+        "num_samples": m.num_samples,
+        "num_real": m.num_real,
+        "seeds": suite.seeds,
+        "samplers": suite.samplers,
+        "data": suite.data,
+        "budget": suite.trainer,
+        "std": "sample standard deviation over seeds (n - 1); empty with one seed",
+    }
+
+
+def metric_names(rows: list[Row]) -> list[str]:
+    return list(dict.fromkeys(k for r in rows for k in r.stats))
+
+
+def write_results(suite: Suite, rows: list[Row], out: Path, failed: list[str]) -> None:
+    """``results.csv`` (``#`` comment lines, then the table) and ``results.json``."""
+    header, names = suite_header(suite), metric_names(rows)
+    grid_keys = suite.grid_keys
+    buf = io.StringIO()
+    for key, value in header.items():
+        buf.write(f"# {key}: {value}\n")
+    writer = csv.writer(buf, lineterminator="\n")
+    stat_cols = [f"{n}_{s}" for n in names for s in ("mean", "std")]
+    writer.writerow(["model", "point", *grid_keys, "sampler", "n_seeds", *stat_cols])
+    for r in rows:
+        stats = [
+            ("" if v is None else f"{v:.6g}") for n in names for v in r.stats.get(n, (None, None))
+        ]
+        grid = [r.grid.get(k, "") for k in grid_keys]
+        writer.writerow([r.model, r.point, *grid, r.sampler, len(r.cells), *stats])
+    (out / "results.csv").write_text(buf.getvalue())
+    write_json(
+        out / "results.json",
+        {
+            **header,
+            "failed_cells": failed,
+            "rows": [
+                {
+                    "model": r.model,
+                    "point": r.point,
+                    "grid": r.grid,
+                    "sampler": r.sampler,
+                    "n_seeds": len(r.cells),
+                    "cells": [c.name for c in r.cells],
+                    "metrics": {k: {"mean": m, "std": s} for k, (m, s) in r.stats.items()},
+                }
+                for r in rows
+            ],
+        },
+    )
