@@ -21,7 +21,7 @@ attached to a model with :meth:`AutoencoderModule.set_latent_sampler`, usually b
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -67,6 +67,21 @@ class StandardNormal(FittedSampler):
         return torch.randn(n, self.dim)
 
 
+class _CentredCodes(NamedTuple):
+    """Codes y = z - shift (N, D) and their products y_i y_j for i <= j (N, D (D + 1) / 2)."""
+
+    y: Tensor
+    quad: Tensor
+    shift: Tensor
+    pairs: tuple[Tensor, Tensor]  # the (i, j) of each column of quad
+
+    @classmethod
+    def of(cls, z: Tensor, shift: Tensor) -> _CentredCodes:
+        y = z - shift
+        rows, cols = torch.triu_indices(z.shape[1], z.shape[1], device=z.device)
+        return cls(y, y[:, rows] * y[:, cols], shift, (rows, cols))
+
+
 class GaussianMixture(FittedSampler):
     """A K-component Gaussian mixture fitted by EM (Dempster et al. 1977) in float64.
 
@@ -76,9 +91,10 @@ class GaussianMixture(FittedSampler):
     definite; fitted posterior *means* are used (for a VAE the aggregate posterior is wider by
     the posterior variances; Ghosh et al. fit the codes of deterministic encoders).
 
-    An EM iteration over N codes of D dims costs O(K N D^2), all of it in two matmuls: (N, D) @
-    (D, K D) for the E step and a batched (K, D, N) @ (K, N, D) for the M step, with O(K N D)
-    memory; nothing is solved per code (the code before issue 11 did, ~20x slower).
+    An EM iteration over N codes of D dims costs O(K N D^2), all of it in matmuls against the
+    codes' D (D + 1) / 2 products y_i y_j, computed once per fit: (N, T) @ (T, K) for the E step's
+    quadratic forms and (K, N) @ (N, T) for the M step's second moments, with no (N, K, D)
+    temporaries and nothing solved per code (the code before issue 11 did, ~20x slower).
 
     Args:
         dim: Code dimension.
@@ -122,20 +138,27 @@ class GaussianMixture(FittedSampler):
         return torch.logsumexp(self._log_joint(z.to(torch.float64)), dim=1)
 
     def _log_joint(self, z: Tensor) -> Tensor:
-        """log pi_k + log N(z | mu_k, Sigma_k), (N, K).
+        """log pi_k + log N(z | mu_k, Sigma_k), (N, K), for any codes ``z`` (N, D)."""
+        return self._log_joint_centred(_CentredCodes.of(z, self.weights @ self.means))
 
-        With the precision factors P_k = L_k^{-1} (one small triangular solve per component),
-        the whitened codes P_k (z - mu_k) of every component come out of one (N, D) @ (D, K D)
-        matmul minus P_k mu_k. Codes and means are first centred on the mixture's mean, so that
-        subtraction does not cancel a common offset of the codes.
+    def _log_joint_centred(self, codes: _CentredCodes) -> Tensor:
+        """log pi_k + log N(z | mu_k, Sigma_k), (N, K), from the codes' quadratic features.
+
+        With A_k = Sigma_k^{-1} and m_k = mu_k - c, the squared Mahalanobis distance of
+        y = z - c is y^T A_k y - 2 y^T A_k m_k + m_k^T A_k m_k, and y^T A_k y is the codes'
+        features y_i y_j (i <= j) against A_k's upper triangle: two matmuls, (N, T) @ (T, K)
+        and (N, D) @ (D, K), with T = D (D + 1) / 2.
         """
         k, d = self.n_components, self.dim
-        eye = torch.eye(d, dtype=z.dtype, device=z.device).expand(k, d, d)
-        prec_t = torch.linalg.solve_triangular(self.scale_tril, eye, upper=False).mT  # (K, D, D)
-        centre = self.weights @ self.means  # (D,)
-        shift = ((self.means - centre)[:, None] @ prec_t).reshape(k * d)  # (K D,) P_k (mu_k - c)
-        white = torch.addmm(-shift, z - centre, prec_t.transpose(0, 1).reshape(d, k * d))
-        maha = white.mul_(white).view(-1, k, d).sum(-1)  # (N, K) squared Mahalanobis distances
+        eye = torch.eye(d, dtype=self.means.dtype, device=self.means.device).expand(k, d, d)
+        prec = torch.linalg.solve_triangular(self.scale_tril, eye, upper=False)  # L_k^{-1}
+        a = prec.mT @ prec  # (K, D, D) precision matrices
+        m = self.means - codes.shift  # (K, D)
+        am = (a @ m[:, :, None]).squeeze(-1)  # (K, D)
+        rows, cols = codes.pairs
+        quad = a[:, rows, cols] * torch.where(rows == cols, 1.0, 2.0).to(a)  # (K, T)
+        maha = torch.addmm((m * am).sum(-1), codes.quad, quad.T)  # (N, K)
+        maha.addmm_(codes.y, am.T, alpha=-2.0)
         log_det = self.scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (K,) half log|S|
         log_n = -0.5 * maha - log_det - 0.5 * d * math.log(2 * math.pi)
         return log_n + self.weights.log()
@@ -151,34 +174,41 @@ class GaussianMixture(FittedSampler):
             assign = torch.cdist(z, centres).argmin(1)
             resp = nn.functional.one_hot(assign, k).to(z.dtype)
             centres = (resp.T @ z) / resp.sum(0).clamp_min(1)[:, None]
-        self._m_step(z, resp)
+        codes = _CentredCodes.of(z, z.mean(0))  # the features every EM iteration reuses
+        self._m_step_centred(codes, resp)
         previous = -math.inf
         for _ in range(self.max_iter):
-            log_joint = self._log_joint(z)  # E step
+            log_joint = self._log_joint_centred(codes)  # E step
             ll = torch.logsumexp(log_joint, 1)
-            self._m_step(z, (log_joint - ll[:, None]).exp())
+            self._m_step_centred(codes, (log_joint - ll[:, None]).exp())
             mean_ll = float(ll.mean())
             if mean_ll - previous < self.tol:
                 break
             previous = mean_ll
 
     def _m_step(self, z: Tensor, resp: Tensor) -> None:
-        """Weights, means and (co)variances from responsibilities ``resp`` (N, K).
+        """Weights, means and (co)variances from codes ``z`` (N, D), responsibilities (N, K)."""
+        self._m_step_centred(_CentredCodes.of(z, z.mean(0)), resp)
 
-        Covariances are taken about the new means (centred, so no cancellation between
-        E[z z^T] and mu mu^T): one batched (K, D, N) @ (K, N, D) matmul for ``full``.
-        """
+    def _m_step_centred(self, codes: _CentredCodes, resp: Tensor) -> None:
+        """The M step as two matmuls: resp^T y for the means, resp^T (y_i y_j) for the second
+        moments, whose difference with the means' outer products is the covariance (the codes
+        are centred on their mean, so float64 loses nothing to a common offset)."""
+        k, d = self.n_components, self.dim
         nk = resp.sum(0) + 1e-10  # (K,); empty components keep a finite mean
         self.weights.copy_(nk / nk.sum())
-        self.means.copy_((resp.T @ z) / nk[:, None])
-        diff = z[None] - self.means[:, None]  # (K, N, D)
-        weighted = resp.T[:, :, None] * diff  # (K, N, D)
-        if self.covariance == "full":
-            cov = weighted.mT @ diff  # (K, D, D)
-        else:
-            cov = torch.diag_embed((weighted * diff).sum(1))  # (K, D, D)
-        eye = torch.eye(self.dim, dtype=z.dtype, device=z.device)
-        self.scale_tril.copy_(torch.linalg.cholesky(cov / nk[:, None, None] + self.reg * eye))
+        m = (resp.T @ codes.y) / nk[:, None]  # (K, D) means about the shift
+        second = (resp.T @ codes.quad) / nk[:, None]  # (K, T) E_k[y_i y_j], i <= j
+        rows, cols = codes.pairs
+        cov = torch.zeros(k, d, d, dtype=m.dtype, device=m.device)
+        cov[:, rows, cols] = second
+        cov[:, cols, rows] = second
+        cov -= m[:, :, None] * m[:, None, :]
+        if self.covariance == "diag":
+            cov = torch.diag_embed(cov.diagonal(dim1=-2, dim2=-1))
+        self.means.copy_(m + codes.shift)
+        eye = torch.eye(d, dtype=m.dtype, device=m.device)
+        self.scale_tril.copy_(torch.linalg.cholesky(cov + self.reg * eye))
 
     @torch.no_grad()
     def sample(self, n: int) -> Tensor:

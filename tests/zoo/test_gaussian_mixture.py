@@ -16,7 +16,7 @@ F64 = torch.float64
 
 
 class PerCodeGaussianMixture(GaussianMixture):
-    """The E and M steps as they were before issue 11 (commit a21834d), kept as the reference:
+    """EM as it was before issue 11 (commit a21834d), kept as the reference:
     one triangular solve per code and component, and (N, K, D) differences in the M step."""
 
     def _log_joint(self, z: Tensor) -> Tensor:
@@ -39,6 +39,28 @@ class PerCodeGaussianMixture(GaussianMixture):
         else:
             var = torch.einsum("nk,nki->ki", resp, diff.pow(2)) / nk[:, None]
             self.scale_tril.copy_(torch.diag_embed((var + self.reg).sqrt()))
+
+    @torch.no_grad()
+    def fit(self, mu: Tensor, logvar: Tensor | None = None) -> None:
+        k = self.n_components
+        self._check_codes(mu, min_n=k)
+        z = mu.detach().to(self.means.device, torch.float64)  # (N, D)
+        gen = torch.Generator().manual_seed(self.seed)
+        centres = z[torch.randperm(len(z), generator=gen)[:k].to(z.device)]
+        for _ in range(10):  # k-means initialisation
+            assign = torch.cdist(z, centres).argmin(1)
+            resp = torch.nn.functional.one_hot(assign, k).to(z.dtype)
+            centres = (resp.T @ z) / resp.sum(0).clamp_min(1)[:, None]
+        self._m_step(z, resp)
+        previous = -math.inf
+        for _ in range(self.max_iter):
+            log_joint = self._log_joint(z)  # E step
+            ll = torch.logsumexp(log_joint, 1)
+            self._m_step(z, (log_joint - ll[:, None]).exp())
+            mean_ll = float(ll.mean())
+            if mean_ll - previous < self.tol:
+                break
+            previous = mean_ll
 
 
 def random_mixture(
