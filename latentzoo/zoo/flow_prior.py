@@ -35,6 +35,8 @@ class AffineCoupling(nn.Module):
     """RealNVP's affine coupling (Dinh et al. 2017): the coordinates where ``mask`` is 1 pass
     through and condition a scale and shift of the others, z = m*e + (1-m)*(e*exp(s) + t)."""
 
+    mask: Tensor
+
     def __init__(self, mask: Tensor, hidden: int) -> None:
         super().__init__()
         d = len(mask)
@@ -90,10 +92,14 @@ class FlowPrior(Prior):
         ]
         self.layers = nn.ModuleList(AffineCoupling(m, self.hidden) for m in masks)
 
+    def couplings(self) -> list[AffineCoupling]:
+        """The layers, base side first."""
+        return [layer for layer in self.layers if isinstance(layer, AffineCoupling)]
+
     def log_prob(self, z: Tensor) -> Tensor:
         self.check_bound()
         logdet = torch.zeros(len(z), dtype=z.dtype, device=z.device)
-        for layer in reversed(self.layers):
+        for layer in reversed(self.couplings()):
             z, ld = layer.inverse(z)
             logdet = logdet + ld
         return -0.5 * (z.pow(2) + LOG_2PI).sum(1) + logdet

@@ -65,6 +65,7 @@ class Prior(nn.Module):
     """
 
     latent_dim: int
+    _anchor: Tensor
 
     def __init__(self) -> None:
         super().__init__()

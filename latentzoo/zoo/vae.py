@@ -15,7 +15,8 @@ those that add a term to the loss (the Lipschitz VAE) override :meth:`VAE.regula
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -79,7 +80,8 @@ class VAE(AutoencoderModule):
         """Keep the prior in the hyper-parameters as its config, not as a module: the checkpoint
         then loads with ``weights_only`` and ``load_from_checkpoint`` re-creates the prior (under
         LightningCLI the config is there already)."""
-        for hparams in (self._hparams, self._hparams_initial):
+        for name in ("_hparams", "_hparams_initial"):
+            hparams = cast(MutableMapping[str, Any], getattr(self, name))
             if isinstance(hparams.get("prior"), Prior):
                 hparams["prior"] = self.prior.config()
 
