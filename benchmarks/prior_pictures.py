@@ -48,11 +48,10 @@ TITLES = {
 
 def build(name: str, width: int) -> VAE:
     """The model called ``name``, latent_dim = 2, the same nets for all."""
-    common = {"latent_dim": 2, "width": width}
     if name == "lipschitz":
-        return LipschitzVAE(**common)
+        return LipschitzVAE(latent_dim=2, width=width)
     priors = {"normal": None, "mog": MoG(16), "vamp": VampPrior(100), "flow": FlowPrior()}
-    return VAE(**common, prior=priors[name])
+    return VAE(latent_dim=2, width=width, prior=priors[name])
 
 
 @torch.no_grad()
@@ -72,9 +71,9 @@ def draw(ax: Axes, model: VAE, codes: Tensor, labels: Tensor, prior: Tensor, hol
     with torch.no_grad():
         logp = model.prior.log_prob(torch.stack([gx.flatten(), gy.flatten()], 1).to(model.device))
     logp = logp.cpu().view(300, 300).clamp_min(float(logp.max()) - 12)  # 12 nats of range
-    filled = ax.contourf(gx.numpy(), gy.numpy(), logp.numpy(), levels=20, cmap="Greys")
-    plt.colorbar(filled, ax=ax, fraction=0.046, label="log p(z)")
-    ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=2, alpha=0.6)
+    filled = ax.contourf(gx.numpy(), gy.numpy(), logp.numpy(), levels=20, cmap="Blues")
+    ax.figure.colorbar(filled, ax=ax, fraction=0.046, label="log p(z)")
+    ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=2, alpha=0.8)
     h = prior[holes]
     ax.scatter(h[:, 0], h[:, 1], c="red", marker="x", s=10, linewidths=0.7,
                label=f"holes: {holes.double().mean():.1%} of prior draws")  # fmt: skip
@@ -102,13 +101,15 @@ def main() -> None:
     dm.setup("test")
     assert dm.train_set is not None and dm.test_set is not None
     test_x, test_y = dm.test_set.x[: args.num_points], dm.test_set.y[: args.num_points]
-    combined, axes = plt.subplots(1, len(args.models), figsize=(5.5 * len(args.models), 5))
+    combined, axes = plt.subplots(
+        1, len(args.models), figsize=(5.5 * len(args.models), 5), layout="constrained"
+    )
     for ax, name in zip(list(axes) if len(args.models) > 1 else [axes], args.models, strict=True):
         L.seed_everything(args.seed)
         model = build(name, args.width)
         L.Trainer(max_epochs=args.epochs, limit_train_batches=args.batches_per_epoch,
                   limit_val_batches=0, logger=False, enable_checkpointing=False,
-                  enable_progress_bar=False).fit(model, dm)  # fmt: skip
+                  enable_progress_bar=False, enable_model_summary=False).fit(model, dm)  # fmt: skip
         model.eval()
         mu, logvar = encode(model, dm.train_set.x)
         stats, prior, holes = hole_stats(
@@ -118,7 +119,7 @@ def main() -> None:
         codes = encode(model, test_x)[0]
         print(f"{name}: holes {float(stats['holes']):.3f}, KL(q||p) "
               f"{float(stats['kl_agg_prior']):.3f}")  # fmt: skip
-        single, one = plt.subplots(figsize=(6, 5))
+        single, one = plt.subplots(figsize=(6, 5), layout="constrained")
         for target in (one, ax):
             draw(target, model, codes, test_y, prior, holes, TITLES[name])
         single.savefig(args.out / f"{name}.png", dpi=120, bbox_inches="tight")
