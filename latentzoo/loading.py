@@ -285,7 +285,10 @@ def _describe(hparams: Mapping[str, Any], keys: list[str]) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """A value as YAML would hold it, so a saved ``(1, 28, 28)`` equals a parsed ``[1, 28, 28]``."""
+    """A value as YAML would hold it, so a saved ``(1, 28, 28)`` equals a parsed ``[1, 28, 28]``
+    and a saved nested class (a VAE's prior) its parsed ``Namespace``."""
+    if isinstance(value, Namespace):
+        return _plain(value.as_dict())
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, Mapping):

@@ -2,13 +2,24 @@
 
 See :mod:`latentzoo.metrics.diversity` for the quantities. Logged (``stage`` is ``val``/``test``):
 ``stage/h2`` (collision entropy of the predicted-class histogram; its maximum log K is in the
-docs), ``stage/classes_covered``, ``stage/distance_bound`` (log(4 pi H2) / sqrt(2 H2)) and, with
-``latent_distance_samples > 0``, ``stage/latent_distance``: the Monte-Carlo mean distance from a
-prior point to the nearest prior point decoded into another class, to compare with the bound. That
-search is O(n^2) in the number of points and meant for small latent spaces, so it is off by default.
+docs), ``stage/classes_covered``, ``stage/distance_bound`` (log(4 pi H2) / sqrt(2 H2)) and:
+
+- with ``class_radius_samples > 0``, ``stage/class_radius``: the mean over draws z of the model's
+  prior of the distance to the nearest latent point decoded into another class
+  (:func:`~latentzoo.metrics.diversity.class_radius`: DeepFool through decoder and evaluator,
+  then random directions, each refined by bisection), to compare with the bound; over the points
+  where another class was found, whose share missing is ``stage/class_radius_unresolved``. It
+  costs up to about 110 + 28 x (1 + directions) decoder-and-evaluator passes per point
+  (DeepFool's 10 iterations of a forward and a backward per class, then 16 scan and 12
+  bisection steps per direction), so it is off by default;
+- with ``latent_distance_samples > 0``, ``stage/latent_distance``: the distance to the nearest
+  *prior draw* decoded into another class, O(n^2) and far above the class radius beyond a few
+  latent dimensions (the draws are too sparse); kept for comparison.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import lightning as L
 import torch
@@ -16,7 +27,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from latentzoo.callbacks.base import PeriodicEvaluation, Stage
-from latentzoo.metrics.diversity import ClassDiversity, nearest_other_class_distance
+from latentzoo.metrics.diversity import ClassDiversity, class_radius, nearest_other_class_distance
 from latentzoo.metrics.extractors import DomainFeatures
 from latentzoo.zoo import AutoencoderModule
 
@@ -31,7 +42,9 @@ class DiversityCallback(PeriodicEvaluation):
         num_samples: Samples per evaluation, split over ranks.
         every_n_epochs: Evaluate after every k-th validation epoch and at the end of ``fit``
             (:class:`~latentzoo.callbacks.PeriodicEvaluation`); always at validate and test.
-        latent_distance_samples: Prior points for the Monte-Carlo distance (0: off).
+        latent_distance_samples: Prior points for the pool distance (0: off).
+        class_radius_samples: Prior points for the class radius (0: off).
+        class_radius_directions: Random directions searched per point after DeepFool.
         batch_size: Generation batch size.
         seed: Seeds the samples (batch b uses ``seed + b``, on any number of ranks).
     """
@@ -42,12 +55,22 @@ class DiversityCallback(PeriodicEvaluation):
         num_samples: int = 10_000,
         every_n_epochs: int = 5,
         latent_distance_samples: int = 0,
+        class_radius_samples: int = 0,
+        class_radius_directions: int = 8,
         batch_size: int = 500,
         seed: int = 0,
     ) -> None:
         super().__init__(every_n_epochs)
-        if num_samples < 1 or latent_distance_samples < 0:
-            raise ValueError("num_samples must be >= 1 and latent_distance_samples >= 0")
+        if (
+            num_samples < 1
+            or min(latent_distance_samples, class_radius_samples, class_radius_directions) < 0
+        ):
+            raise ValueError(
+                "num_samples must be >= 1, and latent_distance_samples, class_radius_samples "
+                "and class_radius_directions >= 0"
+            )
+        self.class_radius_samples = class_radius_samples
+        self.class_radius_directions = class_radius_directions
         self.evaluator_path = evaluator
         self.num_samples = num_samples
         self.latent_distance_samples, self.batch_size, self.seed = (
@@ -85,14 +108,39 @@ class DiversityCallback(PeriodicEvaluation):
         }
         if self.latent_distance_samples:
             out["latent_distance"] = self._latent_distance(model)
+        if self.class_radius_samples:
+            radius = self._class_radius(model)
+            found = torch.isfinite(radius)
+            out["class_radius"] = float(radius[found].mean()) if found.any() else float("inf")
+            out["class_radius_unresolved"] = float((~found).double().mean())
         return out
 
-    def _latent_distance(self, model: AutoencoderModule) -> float:
+    def _prior_points(self, model: AutoencoderModule, n: int) -> Tensor:
+        """n draws of the model's prior, (n, latent_dim), the same on every rank and evaluation;
+        training's random state is left alone."""
+        devices = [model.device] if model.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed)
+            return model.sample_prior(n).detach()
+
+    def _logits(self, model: AutoencoderModule) -> Callable[[Tensor], Tensor]:
+        """Latent points -> the evaluator's logits for their decoded images."""
         assert self.classifier is not None
-        gen = torch.Generator().manual_seed(self.seed)  # the same points on every rank
-        z = torch.randn(self.latent_distance_samples, model.latent_dim, generator=gen)
-        z = z.to(model.device)
-        labels = torch.cat(
-            [self.classifier.predict(model.decode(b).clamp(0, 1)) for b in z.split(self.batch_size)]
-        )
+        net = self.classifier.net
+        return lambda z: net(model.decode(z).clamp(0, 1))
+
+    def _latent_distance(self, model: AutoencoderModule) -> float:
+        z = self._prior_points(model, self.latent_distance_samples)
+        logits = self._logits(model)
+        labels = torch.cat([logits(b).argmax(1) for b in z.split(self.batch_size)])
         return float(nearest_other_class_distance(z, labels))
+
+    def _class_radius(self, model: AutoencoderModule) -> Tensor:
+        z = self._prior_points(model, self.class_radius_samples)
+        return class_radius(
+            z,
+            self._logits(model),
+            num_directions=self.class_radius_directions,
+            batch_size=self.batch_size,
+            generator=torch.Generator().manual_seed(self.seed),
+        )

@@ -6,7 +6,10 @@ Importing this package registers every built-in model; plugins are loaded on fir
 
 from latentzoo.zoo.base import AutoencoderModule
 from latentzoo.zoo.beta_vae import BetaVAE
+from latentzoo.zoo.flow_prior import FlowPrior
+from latentzoo.zoo.lipschitz import LipschitzVAE
 from latentzoo.zoo.lmgae import LMGAE
+from latentzoo.zoo.priors import MoG, Prior, StandardNormal, VampPrior
 from latentzoo.zoo.registry import (
     create_model,
     get_model_class,
@@ -26,7 +29,13 @@ __all__ = [
     "WAEGP",
     "AutoencoderModule",
     "BetaVAE",
+    "FlowPrior",
+    "LipschitzVAE",
+    "MoG",
+    "Prior",
+    "StandardNormal",
     "TwoStageVAE",
+    "VampPrior",
     "create_model",
     "get_model_class",
     "list_models",

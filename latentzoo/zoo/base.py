@@ -27,6 +27,7 @@ advances ``trainer.global_step`` by exactly one.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, cast
@@ -80,8 +81,11 @@ class AutoencoderModule(L.LightningModule):
         if lr <= 0:
             raise ValueError(f"lr must be > 0, got {lr}")
         # Collects the arguments of every __init__ up the subclass chain, so a checkpoint of any
-        # zoo model loads with ``ModelClass.load_from_checkpoint(path)`` alone.
-        self.save_hyperparameters()
+        # zoo model loads with ``ModelClass.load_from_checkpoint(path)`` alone. A module among
+        # them (a VAE's prior) is replaced by its config by the subclass that takes it.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Attribute .* is an instance of `nn.Module`")
+            self.save_hyperparameters()
         self.data_shape = nets.check_data_shape(data_shape)
         self.latent_dim = latent_dim
         self.width = width

@@ -22,6 +22,7 @@ from typing import Literal
 from torch import Tensor
 
 from latentzoo.zoo.likelihoods import LikelihoodName
+from latentzoo.zoo.priors import Prior
 from latentzoo.zoo.registry import register_model
 from latentzoo.zoo.vae import VAE
 
@@ -38,7 +39,7 @@ class BetaVAE(VAE):
         gamma: Weight of |KL - C| for ``objective="capacity"`` (1000 in Burgess et al.).
         capacity_max: Final capacity C in nats (25 in Burgess et al.'s dSprites runs).
         capacity_steps: Optimizer steps over which C rises linearly from 0 to ``capacity_max``.
-        data_shape, latent_dim, likelihood, decoder_sigma, width, lr: See :class:`VAE`.
+        data_shape, latent_dim, likelihood, decoder_sigma, width, lr, prior: See :class:`VAE`.
     """
 
     def __init__(
@@ -54,8 +55,9 @@ class BetaVAE(VAE):
         capacity_steps: int = 100_000,
         width: int = 32,
         lr: float = 1e-3,
+        prior: Prior | None = None,
     ) -> None:
-        super().__init__(data_shape, latent_dim, likelihood, decoder_sigma, width, lr)
+        super().__init__(data_shape, latent_dim, likelihood, decoder_sigma, width, lr, prior)
         if beta < 0 or gamma < 0 or capacity_max < 0:
             raise ValueError(
                 f"beta, gamma and capacity_max must be >= 0, got {beta}, {gamma}, {capacity_max}"

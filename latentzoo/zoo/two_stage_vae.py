@@ -45,6 +45,9 @@ _STAGE1_PREFIXES = ("encoder.", "decoder.", "likelihood.")
 class TwoStageVAE(VAE, PhasedAutoencoder):
     """VAE with learned decoder variance and a second-stage VAE as its prior.
 
+    Stage 1's prior is N(0, I), as in Dai & Wipf's analysis: the second stage is the learned
+    prior of this model, so it takes no ``prior`` argument (the VAE's default is kept).
+
     Args:
         data_shape: See :class:`AutoencoderModule`.
         latent_dim: Dimension of the stage-1 code u, which is also stage 2's data and latent

@@ -1,32 +1,33 @@
 """VAE (Kingma & Welling 2014, "Auto-Encoding Variational Bayes").
 
-Encoder q(z|x) = N(mu(x), diag(sigma^2(x))), prior p(z) = N(0, I), decoder p(x|z) one of the
-likelihoods in :mod:`latentzoo.zoo.likelihoods`. The loss is the negative ELBO
+Encoder q(z|x) = N(mu(x), diag(sigma^2(x))), prior p(z) = N(0, I) unless another
+:class:`~latentzoo.zoo.priors.Prior` is given, decoder p(x|z) one of the likelihoods in
+:mod:`latentzoo.zoo.likelihoods`. The loss is the negative ELBO
 
     -ELBO(x) = E_q[-log p(x|z)] + KL(q(z|x) || p(z)),
-    KL = 1/2 * sum_j (mu_j^2 + sigma_j^2 - log sigma_j^2 - 1),
+    KL = 1/2 * sum_j (mu_j^2 + sigma_j^2 - log sigma_j^2 - 1)     (p = N(0, I)),
 
-with the expectation taken with one reparameterised sample z = mu + sigma * eps.
-Subclasses that reweight the KL (beta-VAE) override :meth:`VAE.kl_penalty` alone.
+with the expectation taken with one reparameterised sample z = mu + sigma * eps. A prior without
+a closed-form KL (MoG, VampPrior, flow) gives the one-sample estimate log q(z|x) - log p(z) at
+that same z. Subclasses that reweight the KL (beta-VAE) override :meth:`VAE.kl_penalty` alone;
+those that add a term to the loss (the Lipschitz VAE) override :meth:`VAE.regularizers`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
+from typing import Any, cast
 
 import torch
 from torch import Tensor
+from typing_extensions import override
 
 from latentzoo.zoo.base import AutoencoderModule
 from latentzoo.zoo.likelihoods import LikelihoodName, make_likelihood
+from latentzoo.zoo.priors import Prior, build_prior, kl_standard_normal
 from latentzoo.zoo.registry import register_model
 
 __all__ = ["VAE", "kl_standard_normal", "reparameterize"]
-
-
-def kl_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(mu, diag(exp(logvar))) || N(0, I)) per sample, (B, D) -> (B,)."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(1)
 
 
 def reparameterize(mu: Tensor, logvar: Tensor, eps: Tensor | None = None) -> Tensor:
@@ -52,6 +53,9 @@ class VAE(AutoencoderModule):
         decoder_sigma: Standard deviation of ``gaussian_fixed``; ignored otherwise.
         width: See :class:`AutoencoderModule`.
         lr: See :class:`AutoencoderModule`.
+        prior: p(z), a :class:`~latentzoo.zoo.priors.Prior` (``StandardNormal``, ``MoG``,
+            ``VampPrior``, ``FlowPrior``); None is N(0, I). The model binds it to its latent
+            dimension (and encoder); its parameters train with the encoder and decoder.
     """
 
     def __init__(
@@ -62,11 +66,24 @@ class VAE(AutoencoderModule):
         decoder_sigma: float = 0.1,
         width: int = 32,
         lr: float = 1e-3,
+        prior: Prior | None = None,
     ) -> None:
         super().__init__(data_shape, latent_dim, width, lr)
         self.likelihood = make_likelihood(likelihood, decoder_sigma)
         self.encoder = self.build_encoder(2 * latent_dim)  # mu and log sigma^2
         self.decoder = self.build_decoder(self.likelihood.out_channels)
+        self.prior = build_prior(prior)  # also a checkpoint's saved config (a dict)
+        self.prior.bind(self)
+        self._save_prior_config()
+
+    def _save_prior_config(self) -> None:
+        """Keep the prior in the hyper-parameters as its config, not as a module: the checkpoint
+        then loads with ``weights_only`` and ``load_from_checkpoint`` re-creates the prior (under
+        LightningCLI the config is there already)."""
+        for name in ("_hparams", "_hparams_initial"):
+            hparams = cast(MutableMapping[str, Any], getattr(self, name))
+            if isinstance(hparams.get("prior"), Prior):
+                hparams["prior"] = self.prior.config()
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log-variance of q(z|x), each (B, latent_dim)."""
@@ -76,13 +93,36 @@ class VAE(AutoencoderModule):
     def encode(self, x: Tensor) -> Tensor:
         return self.posterior(x)[0]
 
+    @override
+    def sample_prior(self, n: int) -> Tensor:
+        """n draws of the model's prior, (n, latent_dim)."""
+        return self.prior.sample(n)
+
     def kl_penalty(self, kl: Tensor) -> Tensor:
         """The regularizer made of the batch-mean KL; the plain ELBO uses it as is."""
         return kl
+
+    def regularizers(self, x: Tensor, mu: Tensor) -> dict[str, Tensor]:
+        """Extra terms added to the loss (and logged under their names); none in the VAE.
+
+        Args:
+            x: The batch.
+            mu: Its posterior means, (B, latent_dim), in the graph of the loss.
+        """
+        return {}
 
     def compute_losses(self, x: Tensor) -> dict[str, Tensor]:
         mu, logvar = self.posterior(x)
         z = reparameterize(mu, logvar)
         recon = self.likelihood.nll(x, self.decoder(z)).mean()
-        kl = kl_standard_normal(mu, logvar).mean()
-        return {"loss": recon + self.kl_penalty(kl), "recon": recon, "kl": kl, "nelbo": recon + kl}
+        kl = self.prior.kl(mu, logvar, z).mean()
+        extra = self.regularizers(x, mu)
+        loss = recon + self.kl_penalty(kl)
+        for term in extra.values():
+            loss = loss + term
+        return {"loss": loss, "recon": recon, "kl": kl, "nelbo": recon + kl, **extra}
+
+    @override
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        self.prior.on_fit_start(self)

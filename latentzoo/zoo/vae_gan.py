@@ -4,11 +4,12 @@ A VAE whose reconstruction error is measured in the l-th hidden layer Dis_l of a
 discriminator instead of in pixels (sec. 2.2, eq. (6)-(7)):
 
     L_llike = -E_q[log N(Dis_l(x) | Dis_l(x~), I)] = 1/2 ||Dis_l(x) - Dis_l(x~)||^2 + const,
-    L_prior = KL(q(z|x) || N(0, I)),
+    L_prior = KL(q(z|x) || p(z))      (p = N(0, I) unless ``prior`` is given),
     L_GAN   = log Dis(x) + log(1 - Dis(x~)) + log(1 - Dis(x_p)),      (eq. (9) terms)
 
-with x~ = Dec(z), z ~ q(z|x) the reconstruction, and x_p = Dec(z_p), z_p ~ N(0, I) a prior
-sample. Algorithm 1 updates each network on its own objective, all at the same parameters:
+with x~ = Dec(z), z ~ q(z|x) the reconstruction, and x_p = Dec(z_p), z_p ~ p(z) a prior
+sample (held fixed within a batch: a learned prior learns from L_prior alone, in the encoder's
+update). Algorithm 1 updates each network on its own objective, all at the same parameters:
 
     theta_Enc <- -grad (L_prior + L_llike)
     theta_Dec <- -grad (gamma * L_llike - L_GAN)
@@ -47,8 +48,9 @@ from typing_extensions import override
 from latentzoo.zoo import nets
 from latentzoo.zoo.likelihoods import LikelihoodName
 from latentzoo.zoo.phases import Phase, PhasedAutoencoder
+from latentzoo.zoo.priors import Prior
 from latentzoo.zoo.registry import register_model
-from latentzoo.zoo.vae import VAE, kl_standard_normal, reparameterize
+from latentzoo.zoo.vae import VAE, reparameterize
 
 __all__ = ["VAEGAN"]
 
@@ -68,6 +70,7 @@ class VAEGAN(VAE, PhasedAutoencoder):
         dis_win_steps: Consecutive winning steps after which ``train/dis_collapsed`` turns 1.
         width: See :class:`AutoencoderModule`; the discriminator has the encoder's shape.
         lr: RMSProp's learning rate for all three networks.
+        prior: See :class:`~latentzoo.zoo.VAE`; trained in the encoder's update.
     """
 
     dis_win_streak: Tensor  # consecutive steps the discriminator has won, a long scalar
@@ -82,6 +85,7 @@ class VAEGAN(VAE, PhasedAutoencoder):
         dis_win_steps: int = 200,
         width: int = 32,
         lr: float = 3e-4,
+        prior: Prior | None = None,
     ) -> None:
         output: LikelihoodName = (
             "bernoulli" if len(data_shape) == 3 else "gaussian_fixed"
@@ -93,6 +97,7 @@ class VAEGAN(VAE, PhasedAutoencoder):
             decoder_sigma=1.0,
             width=width,
             lr=lr,
+            prior=prior,
         )
         if gamma < 0 or dis_win_loss <= 0 or dis_win_steps < 1:
             raise ValueError(
@@ -123,10 +128,11 @@ class VAEGAN(VAE, PhasedAutoencoder):
     def draw_noise(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """eps of the reparameterisation and the prior draws z_p for a batch, each (B, latent_dim).
 
-        The GAN term uses prior draws, not an attached latent sampler.
+        The GAN term uses draws of the model's prior (not an attached latent sampler), detached:
+        the three passes of a batch share them.
         """
-        shape = (len(x), self.latent_dim)
-        return torch.randn(shape, device=x.device), torch.randn(shape, device=x.device)
+        eps = torch.randn(len(x), self.latent_dim, device=x.device)
+        return eps, self.sample_prior(len(x)).detach()
 
     def terms(self, x: Tensor, noise: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
         """Every term of Algorithm 1 from one forward pass, averaged over the batch.
@@ -143,7 +149,7 @@ class VAEGAN(VAE, PhasedAutoencoder):
         feats, logits = self.discriminate(torch.cat([x, x_rec, x_p]))  # one batch-norm batch
         f_x, f_rec, _ = feats.chunk(3)
         l_x, l_rec, l_p = logits.chunk(3)
-        kl = kl_standard_normal(mu, logvar).mean()
+        kl = self.prior.kl(mu, logvar, z).mean()
         llike = 0.5 * (f_x - f_rec).pow(2).sum(1).mean()
         dis = _bce(l_x, 1.0) + _bce(l_rec, 0.0) + _bce(l_p, 0.0)
         gen = _bce(l_rec, 1.0) + _bce(l_p, 1.0)  # non-saturating form of -L_GAN
@@ -169,9 +175,11 @@ class VAEGAN(VAE, PhasedAutoencoder):
         }
 
     def parameter_groups(self) -> tuple[list[nn.Parameter], ...]:
-        """Encoder, decoder (with the likelihood, if it has parameters) and discriminator."""
+        """Encoder (with the prior, if it has parameters), decoder (with the likelihood, if it has
+        parameters) and discriminator."""
+        enc = [*self.encoder.parameters(), *self.prior.parameters()]
         dec = [*self.decoder.parameters(), *self.likelihood.parameters()]
-        return list(self.encoder.parameters()), dec, list(self.discriminator.parameters())
+        return enc, dec, list(self.discriminator.parameters())
 
     # -- training: Algorithm 1 as three simultaneous phases ------------------------------------
     @override
