@@ -77,6 +77,12 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--num_samples", type=PositiveInt, default=10_000)
     parser.add_argument("--num_real", type=PositiveInt, default=10_000)
     parser.add_argument(
+        "--class_radius",
+        type=int,
+        default=0,
+        help="Prior points of the class-radius estimate (with --evaluator); 0: off",
+    )
+    parser.add_argument(
         "--split", type=Split, default="train", help="Reference split of FID/KID/precision/recall"
     )
     parser.add_argument("--batch_size", type=PositiveInt, default=250)
@@ -130,7 +136,12 @@ def checkpoint_callbacks(args: Namespace, data: InMemoryDataModule) -> list[L.Ca
     if args.get("active_dims", True):
         callbacks.append(ActiveDims())
     if args.evaluator is not None and args.get("diversity", True):
-        callbacks.append(DiversityCallback(args.evaluator, num_samples=n, seed=args.seed))
+        radius = args.get("class_radius", 0)
+        callbacks.append(
+            DiversityCallback(
+                args.evaluator, num_samples=n, class_radius_samples=radius, seed=args.seed
+            )
+        )
     return callbacks
 
 

@@ -124,6 +124,7 @@ def score_cell(files: CellFiles, suite: Suite, evaluator: Path | None, options: 
             measure_cell = j == 0 and first is None  # holes, active dims: once per cell
             args.holes, args.active_dims = measure_cell and m.holes, measure_cell and m.active_dims
             args.diversity = j == 0 and m.diversity
+            args.class_radius = m.class_radius
             args.pictures, args.media_dir = measure_cell, str(files.media / sampler)
             args.progress_bar = False
             if data is None:

@@ -47,7 +47,15 @@ SUITE_KEYS = {
 }
 REQUIRED_KEYS = ("name", "data", "trainer", "seeds", "models", "samplers", "metrics")
 MODEL_KEYS = {"name", "class_path", "init_args", "recipe"}
-METRIC_KEYS = {"extractors", "num_samples", "num_real", "holes", "active_dims", "diversity"}
+METRIC_KEYS = {
+    "extractors",
+    "num_samples",
+    "num_real",
+    "holes",
+    "active_dims",
+    "diversity",
+    "class_radius",
+}
 GRID_ROOTS = ("model", "data", "trainer", "metrics")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]*(_[A-Za-z0-9.+-]+)*$")  # no "__"
 
@@ -67,6 +75,7 @@ class Metrics:
     holes: bool = True
     active_dims: bool = True
     diversity: bool = False
+    class_radius: int = 0  # prior points of the class-radius estimate (with diversity); 0: off
 
 
 @dataclass
@@ -150,7 +159,12 @@ def parse_metrics(raw: Any, where: str) -> Metrics:
     for key, v in flags.items():
         if not isinstance(v, bool):
             raise SuiteError(f"{where}.{key}: true or false, got {v!r}")
-    return Metrics(extractors=tuple(extractors), **counts, **flags)
+    radius = raw.get("class_radius", 0)
+    if not isinstance(radius, int) or isinstance(radius, bool) or radius < 0:
+        raise SuiteError(f"{where}.class_radius: an integer >= 0, got {radius!r}")
+    if radius and not flags["diversity"]:
+        raise SuiteError(f"{where}.class_radius: measured with diversity; add diversity: true")
+    return Metrics(extractors=tuple(extractors), **counts, **flags, class_radius=radius)
 
 
 def class_spec(raw: Any, where: str, resolve: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ BUILTIN = {
     "latent-dim": (2 * (12 + 4), "LMGAE__synth_n16_m64__seed0"),
     "dai-wipf": (3 * 4 * 3, "WAEGP__celeba__seed2"),
     "samplers": (2, "VAE__seed0"),
+    "priors": (5, "Lipschitz__seed0"),
 }
 
 
@@ -87,6 +88,8 @@ BAD = [
     (_with(metrics__extractors=["inception"]), "'inception' needs images"),
     (_with(metrics__extractors=["domain"]), "Synthetic has no class labels"),
     (_with(trainer={"accelerator": "cpu"}), "trainer: give the budget"),
+    (_with(metrics__class_radius=-1), "metrics.class_radius: an integer >= 0"),
+    (_with(metrics__class_radius=50), "class_radius: measured with diversity"),
     (
         _with(grid=[{"model.init_args.latent_dim": 3}, {"model.init_args.latent_dim": 3}]),
         "grid[1]: label 'latent_dim3' is used twice",
@@ -128,4 +131,4 @@ def test_cli_reports_a_bad_suite_in_one_line(write_suite, tmp_path) -> None:
     ]
     proc = latentzoo("benchmark", "no-such-suite", cwd=tmp_path)
     assert proc.returncode == 2
-    assert "built-in suites: dai-wipf, fashion-cpu, latent-dim, samplers" in proc.stderr
+    assert "built-in suites: dai-wipf, fashion-cpu, latent-dim, priors, samplers" in proc.stderr
