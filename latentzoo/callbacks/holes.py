@@ -45,11 +45,30 @@ def _pca_basis(codes: Tensor) -> tuple[Tensor, Tensor]:
     return mean, v[:2].T
 
 
-def holes_figure(codes: Tensor, prior: Tensor, holes: Tensor, max_points: int = 5000) -> Tensor:
-    """The picture as a (3, H, W) image: codes, prior contours (1, 2, 3 sigma), holes as red x.
+# Mass inside the 1, 2 and 3 sigma circles of a 2-d standard normal: 1 - exp(-k^2 / 2).
+HPD_MASSES = (0.393, 0.865, 0.989)
 
-    For d > 2 everything is projected on the codes' two leading principal components; the
-    contours are then those of the projected prior, still N(0, I) for an orthonormal basis.
+
+def _prior_contours(prior: Tensor, lim: float, bins: int = 120) -> tuple[Tensor, list[float]]:
+    """A smoothed 2-d histogram of the (projected) prior draws over [-lim, lim]^2 and the
+    density levels whose regions hold ``HPD_MASSES`` of it: any prior's 1/2/3-sigma contours."""
+    hist, _ = torch.histogramdd(prior.float(), bins=[bins, bins], range=[-lim, lim, -lim, lim])
+    x = torch.arange(-3, 4, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * x**2)
+    kernel = (kernel[:, None] * kernel[None]) / kernel.sum() ** 2  # (7, 7) Gaussian blur
+    density = torch.nn.functional.conv2d(hist[None, None], kernel[None, None], padding=3)[0, 0]
+    ordered = density.flatten().sort(descending=True).values
+    mass = ordered.cumsum(0) / ordered.sum()
+    levels = sorted({float(ordered[int(torch.searchsorted(mass, m))]) for m in HPD_MASSES})
+    return density.T, levels  # (y, x) for contour
+
+
+def holes_figure(codes: Tensor, prior: Tensor, holes: Tensor, max_points: int = 5000) -> Tensor:
+    """The picture as a (3, H, W) image: codes, the prior's contours, holes as red x.
+
+    The contours enclose 39%, 86% and 99% of the prior's draws (N(0, I)'s 1, 2 and 3 sigma
+    circles), drawn from the draws themselves, so a learned prior shows its own shape. For d > 2
+    everything is projected on the codes' two leading principal components.
     """
     import matplotlib
 
@@ -70,17 +89,13 @@ def holes_figure(codes: Tensor, prior: Tensor, holes: Tensor, max_points: int = 
         mean, basis = _pca_basis(codes)
         codes, prior = (codes - mean) @ basis, (prior - mean) @ basis  # (N, 2), (M, 2)
         axes = ("PC1 of the codes", "PC2 of the codes")
+    lim = max(4.0, float(torch.cat([codes, prior]).abs().quantile(0.995)))
     fig, ax = plt.subplots(figsize=(5, 5))
-    grid = torch.linspace(-4, 4, 200, dtype=torch.float64)
-    gx, gy = torch.meshgrid(grid, grid, indexing="xy")
-    ax.contour(
-        gx.numpy(),
-        gy.numpy(),
-        (gx**2 + gy**2).sqrt().numpy(),
-        levels=[1, 2, 3],
-        colors="grey",
-        linewidths=0.8,
-    )
+    if d > 1 and len(prior) >= 100:
+        density, levels = _prior_contours(prior, lim)
+        grid = torch.linspace(-lim, lim, density.shape[0])
+        ax.contour(grid.numpy(), grid.numpy(), density.numpy(), levels=levels, colors="grey",
+                   linewidths=0.8)  # fmt: skip
     shown = codes[torch.randperm(len(codes))[:max_points]]
     ax.scatter(shown[:, 0], shown[:, 1], s=3, alpha=0.4, label="encodings")
     h = prior[holes][:max_points]
@@ -92,7 +107,7 @@ def holes_figure(codes: Tensor, prior: Tensor, holes: Tensor, max_points: int = 
         marker="x",
         label=f"prior samples in holes ({holes.double().mean():.1%})",
     )
-    ax.set(xlim=(-4, 4), ylim=(-4, 4), xlabel=axes[0], ylabel=axes[1], aspect="equal")
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel=axes[0], ylabel=axes[1], aspect="equal")
     ax.legend(loc="upper right", fontsize=8)
     return figure_to_image(fig)
 

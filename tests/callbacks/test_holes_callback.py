@@ -70,3 +70,20 @@ def test_validate_always_evaluates_whatever_every_n_epochs(tiny_images, tmp_path
                         callbacks=[cb], default_root_dir=tmp_path)  # fmt: skip
     trainer.validate(model, tiny_images, verbose=False)
     assert "val/holes" in trainer.callback_metrics
+
+
+@pytest.mark.parametrize(("mean", "std"), [((0.0, 0.0), 1.0), ((1.0, -1.5), 0.5)])
+def test_picture_contours_hold_the_priors_1_2_3_sigma_masses(mean, std):
+    """The contours come from the prior's draws; for a Gaussian prior (also not N(0, I)) the
+    regions they bound hold its true 1, 2 and 3 sigma masses."""
+    from latentzoo.callbacks.holes import HPD_MASSES, _prior_contours
+
+    torch.manual_seed(0)
+    draws = torch.tensor(mean) + std * torch.randn(20000, 2)
+    density, levels = _prior_contours(draws, lim=4.0)
+    grid = torch.linspace(-4, 4, density.shape[0])
+    gx, gy = torch.meshgrid(grid, grid, indexing="xy")
+    true = torch.exp(-0.5 * ((gx - mean[0]) ** 2 + (gy - mean[1]) ** 2) / std**2)
+    true /= true.sum()
+    masses = [float(true[density >= level].sum()) for level in reversed(levels)]
+    assert masses == pytest.approx(list(HPD_MASSES), abs=0.03)
