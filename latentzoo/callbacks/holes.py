@@ -49,9 +49,11 @@ def _pca_basis(codes: Tensor) -> tuple[Tensor, Tensor]:
 HPD_MASSES = (0.393, 0.865, 0.989)
 
 
-def _prior_contours(prior: Tensor, lim: float, bins: int = 120) -> tuple[Tensor, list[float]]:
+def _prior_contours(prior: Tensor, lim: float) -> tuple[Tensor, list[float]]:
     """A smoothed 2-d histogram of the (projected) prior draws over [-lim, lim]^2 and the
-    density levels whose regions hold ``HPD_MASSES`` of it: any prior's 1/2/3-sigma contours."""
+    density levels whose regions hold ``HPD_MASSES`` of it: any prior's 1/2/3-sigma contours.
+    The bins widen with fewer draws (sqrt(n) / 1.5 a side, 20 to 120), so contours stay smooth."""
+    bins = min(120, max(20, int(len(prior) ** 0.5 / 1.5)))
     hist, _ = torch.histogramdd(prior.float(), bins=[bins, bins], range=[-lim, lim, -lim, lim])
     x = torch.arange(-3, 4, dtype=torch.float32)
     kernel = torch.exp(-0.5 * x**2)
