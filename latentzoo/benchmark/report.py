@@ -106,7 +106,9 @@ def grid_plots(suite: Suite, rows: list[Row], out: Path) -> list[Path]:
                 if key not in r.grid or mean is None:
                     continue
                 rest = ", ".join(
-                    f"{k.rsplit('.', 1)[-1]}={v}" for k, v in r.grid.items() if k != key
+                    _grid_label(k, v)
+                    for k, v in r.grid.items()
+                    if k != key and not k.startswith(("trainer.", "metrics."))  # the setting's
                 )
                 label = r.model + (f" ({rest})" if rest else "")
                 lines.setdefault(label, []).append((r.grid[key], mean, std or 0.0))
@@ -270,3 +272,11 @@ def log_wandb(
     folder = str(run.dir)
     run.finish()
     return folder
+
+
+def _grid_label(key: str, value: Any) -> str:
+    """``data latent_dim=2`` for ``data.init_args.latent_dim: 2``; a class by its name."""
+    if isinstance(value, dict) and "class_path" in value:
+        return str(value["class_path"]).rsplit(".", 1)[-1]
+    head, tail = key.split(".", 1)[0], key.rsplit(".", 1)[-1]
+    return f"{head} {tail}={value}" if head != tail else f"{key}={value}"
