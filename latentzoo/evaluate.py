@@ -45,11 +45,12 @@ from latentzoo.callbacks import (
     LatentSampler,
 )
 from latentzoo.callbacks.batches import Split
-from latentzoo.callbacks.latent_sampler import SamplerKind
+
+SamplerKind = str
 from latentzoo.datamodules import InMemoryDataModule
 from latentzoo.datamodules.base import to_model_input
 from latentzoo.loading import load
-from latentzoo.metrics.extractors import ExtractorName, FeatureExtractor, build_extractor
+from latentzoo.metrics.extractors import ExtractorName, FeatureExtractor, build_extractor  # noqa
 from latentzoo.metrics.fid import FrechetDistance, KernelDistance
 from latentzoo.metrics.precision_recall import PrecisionRecall
 from latentzoo.zoo import AutoencoderModule

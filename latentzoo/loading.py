@@ -1,16 +1,8 @@
 """Load any zoo checkpoint without naming its class, and check a checkpoint against ``--model``.
 
-A checkpoint says which class wrote it in one of two places: every zoo model stores its import
-path under :attr:`AutoencoderModule.CHECKPOINT_CLASS_KEY` (``"latentzoo_class"``), and a run of the
-``latentzoo`` command also has LightningCLI's ``_class_path`` among the hyper-parameters.
-Checkpoints written before either existed are matched against the registry: by the names of
-their hyper-parameters (``save_hyperparameters`` records the ``__init__`` arguments of every
-class up the chain, so they name the class), then by their state-dict keys; a file that still
-fits several classes is refused with the list, never loaded as a guess.
-
-A class is resolved through the registry or among the modules already imported, never by
-importing what a file names: like Lightning's own loader, opening a checkpoint runs no code that
-the user did not import.
+Which class a checkpoint holds is found by :mod:`latentzoo.zoo.checkpoints` (the class it
+records, else the registered classes its hyper-parameters and weights fit), without importing
+anything the file names.
 
     model = latentzoo.load("runs/WAEGP-FashionMNIST/checkpoints/last.ckpt")
 
@@ -22,33 +14,31 @@ contradicts is an error, where LightningCLI would take the checkpoint's without 
 
 from __future__ import annotations
 
-import inspect
 import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from jsonargparse import ArgumentParser, Namespace
 
-from latentzoo.zoo.base import AutoencoderModule
-from latentzoo.zoo.registry import get_model_class, list_models, load_plugins
+from latentzoo.registry import RegistryError
+from latentzoo.zoo.base import MODELS, AutoencoderModule
+from latentzoo.zoo.checkpoints import (
+    CheckpointMismatchError,
+    fitting_classes,
+    read_checkpoint,
+    recorded_class,
+)
 
 __all__ = [
     "CheckpointMismatchError",
     "check_checkpoint_args",
     "check_checkpoint_matches",
-    "checkpoint_model_class",
     "given_model_keys",
     "load",
-    "read_checkpoint",
 ]
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint holds another model than the one asked for."""
 
 
 def load(
@@ -68,102 +58,19 @@ def load(
             subclass of it.
         **overrides: Constructor arguments that replace the saved hyper-parameters, as in
             ``load_from_checkpoint`` (the weights must still fit).
+
+    Raises:
+        FileNotFoundError: No file at ``path``.
+        latentzoo.zoo.checkpoints.UnreadableCheckpointError: A truncated or foreign file.
     """
     return cls.load_from_checkpoint(path, map_location=map_location, **overrides)
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint dictionary, tensors memory-mapped: peeking at hyper-parameters is cheap."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no checkpoint file at {path}")
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-
-
-def checkpoint_model_class(
-    checkpoint: Mapping[str, Any], path: str | Path, expected: type[AutoencoderModule]
-) -> type[AutoencoderModule]:
-    """The class to build for ``expected.load_from_checkpoint(path)``.
-
-    The class the file records if it is ``expected`` or a subclass; for a file that records none,
-    the one registered class its hyper-parameters and weights fit, or ``expected`` itself when it
-    is among those that fit (a concrete class accepts a file that fits it and a subclass alike).
-    """
-    recorded = recorded_class(checkpoint)
-    if recorded is not None:
-        held = resolve_class(recorded, path)
-        if not issubclass(held, expected):
-            raise CheckpointMismatchError(
-                f"{path} holds a {held.__name__}, not a {expected.__name__}; load it with "
-                f"latentzoo.load(path) (any zoo model) or "
-                f"{held.__name__}.load_from_checkpoint(path)"
-            )
-        return held
-    fits = fitting_classes(checkpoint)
-    if expected in fits or (expected is not AutoencoderModule and not fits):
-        return expected  # a file that fits no registered class: the caller's class decides
-    fits = [c for c in fits if issubclass(c, expected)]
-    if len(fits) == 1:
-        return fits[0]
-    names = ", ".join(c.__name__ for c in fits) or "none"
-    raise ValueError(
-        f"{path} records no model class, and its hyper-parameters fit these registered models: "
-        f"{names}; say which with latentzoo.load(path, cls=<the class>)"
-    )
-
-
-def recorded_class(checkpoint: Mapping[str, Any]) -> str | None:
-    """The class path the checkpoint records (latentzoo's key, else LightningCLI's)."""
-    hparams = checkpoint.get("hyper_parameters") or {}
-    found = checkpoint.get(AutoencoderModule.CHECKPOINT_CLASS_KEY) or hparams.get("_class_path")
-    return str(found) if found else None
-
-
-def resolve_class(class_path: str, path: str | Path = "the checkpoint") -> type[AutoencoderModule]:
-    """The class named by ``class_path``: in an imported module (plugins included), or by name."""
-    load_plugins()
-    module_name, _, attr = class_path.rpartition(".")
-    found = getattr(sys.modules.get(module_name), attr, None) if module_name else None
-    if found is None and class_path in list_models():
-        found = get_model_class(class_path)
-    if not (isinstance(found, type) and issubclass(found, AutoencoderModule)):
-        raise ValueError(
-            f"{path} holds a {class_path}, which is neither a registered latentzoo model nor a "
-            f"model class of an imported module; import the module that defines it first"
-        )
-    return found
-
-
-def fitting_classes(checkpoint: Mapping[str, Any]) -> list[type[AutoencoderModule]]:
-    """Registered classes whose ``__init__`` arguments are the checkpoint's hyper-parameters.
-
-    Where several fit by name (a subclass that adds no argument), those whose state-dict keys
-    are the checkpoint's; building them is the only way to know their weights' names.
-    """
-    hparams = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items()
-               if not k.startswith("_")}  # fmt: skip
-    classes = [get_model_class(n) for n in list_models()]
-    fits = [c for c in classes if init_arguments(c) == set(hparams)]
-    if len(fits) > 1:
-        keys = set(checkpoint.get("state_dict") or {})
-        fits = [c for c in fits if set(_state_dict_keys(c, hparams)) == keys]
-    return fits
-
-
-def init_arguments(cls: type) -> set[str]:
-    """The names of the ``__init__`` arguments up the class chain (``save_hyperparameters``'s)."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" in vars(klass):
-            params = inspect.signature(vars(klass)["__init__"]).parameters.values()
-            names |= {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-    return names - {"self"}
-
-
-def _state_dict_keys(cls: type[AutoencoderModule], hparams: Mapping[str, Any]) -> list[str]:
+def _resolve(class_path: str, path: str | Path) -> type[AutoencoderModule]:
     try:
-        return list(cls(**hparams).state_dict())
-    except (TypeError, ValueError):  # these hyper-parameters do not build this class
-        return []
+        return MODELS.resolve(class_path)
+    except RegistryError as err:
+        raise ValueError(f"{path} holds a {err}") from None
 
 
 # -- a checkpoint against the command line ------------------------------------------------------
@@ -208,9 +115,9 @@ def check_checkpoint_matches(path: str | Path, model: Namespace, given: Mapping[
     checkpoint = read_checkpoint(path)
     hparams = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items()
                if not k.startswith("_")}  # fmt: skip
-    wanted = resolve_class(str(model.class_path))
+    wanted = _resolve(str(model.class_path), "--model")
     recorded = recorded_class(checkpoint)
-    held = [resolve_class(recorded, path)] if recorded else fitting_classes(checkpoint)
+    held = [_resolve(recorded, path)] if recorded else fitting_classes(checkpoint, MODELS)
     if "class_path" in given and held and wanted not in held:
         summary = _describe(hparams, ["latent_dim"])
         raise CheckpointMismatchError(

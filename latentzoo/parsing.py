@@ -27,8 +27,8 @@ from lightning.pytorch.cli import LightningArgumentParser
 from typing_extensions import override
 
 from latentzoo.datamodules import InMemoryDataModule
-from latentzoo.loading import init_arguments
 from latentzoo.zoo import list_models
+from latentzoo.zoo.checkpoints import init_arguments
 
 __all__ = [
     "LatentzooArgumentParser",

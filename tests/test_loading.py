@@ -85,7 +85,8 @@ def test_an_old_checkpoint_that_fits_two_classes_asks_for_the_class(
         """A plugin's VAE with the same arguments and weights: the file cannot tell them apart."""
 
     path = save_checkpoint("VAE", tmp_path, record_class=False)
-    monkeypatch.setitem(registry._MODELS, "PlainVAE", PlainVAE)
+    monkeypatch.setattr(registry.MODELS, "_entries", {**dict(registry.MODELS.items()),
+                                                      "PlainVAE": PlainVAE})  # fmt: skip
     with pytest.raises(ValueError, match=r"PlainVAE, VAE.*latentzoo\.load\(path, cls="):
         latentzoo.load(path)
     assert type(latentzoo.load(path, cls=VAE)) is VAE

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
-from latentzoo.callbacks.latent_sampler import SamplerKind
+SamplerKind = str
 from latentzoo.datamodules import InMemoryDataModule
 from latentzoo.metrics.extractors import ExtractorName
 from latentzoo.zoo import AutoencoderModule, get_model_class

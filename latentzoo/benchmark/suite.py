@@ -38,7 +38,8 @@ from latentzoo.benchmark.schema import (
     resolve_data_class,
     resolve_model_class,
 )
-from latentzoo.callbacks.latent_sampler import SamplerKind
+
+SamplerKind = str
 from latentzoo.zoo import AutoencoderModule
 
 __all__ = ["builtin_suites", "load_suite", "parse_suite"]

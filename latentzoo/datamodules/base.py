@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -194,6 +194,25 @@ class InMemoryDataModule(L.LightningDataModule, abc.ABC):
             sampler.resume(self._sampler_state)
             self._sampler_state = None
         return self._loader(self.train_set, shuffle=True, sampler=sampler)
+
+    def split_tensors(self, split: Literal["train", "val", "test"]) -> tuple[Tensor, Tensor]:
+        """The ``(x, y)`` tensors of one split, setting the split up first if needed."""
+        if getattr(self, f"{split}_set") is None:
+            self.setup("test" if split == "test" else "fit")
+        dataset = getattr(self, f"{split}_set")
+        return dataset.x, dataset.y
+
+    def sample_inputs(self, n: int, seed: int) -> Tensor:
+        """n random training inputs as a model sees them (floats), (n, *data_shape); drawn with
+        replacement when the training split is smaller. A prior that starts from data (the
+        VampPrior's pseudo-inputs) receives these."""
+        x, _ = self.split_tensors("train")
+        gen = torch.Generator().manual_seed(seed)
+        if len(x) >= n:
+            idx = torch.randperm(len(x), generator=gen)[:n]
+        else:
+            idx = torch.randint(len(x), (n,), generator=gen)
+        return to_model_input(x[idx])
 
     @override
     def val_dataloader(self) -> EVAL_DATALOADERS:

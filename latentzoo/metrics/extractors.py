@@ -1,5 +1,9 @@
 """Feature extractors for FID/KID: the standard Inception pool features, pixels, or a domain net,
-and :data:`EXTRACTORS`, the table from an ``extractor=`` name to how to build one.
+and :data:`EXTRACTORS`, the registry from an ``extractor=`` name to its class.
+
+Every extractor is a registered :class:`FeatureExtractor` subclass (:data:`EXTRACTORS`: the names
+``inception``, ``pixels`` and ``domain``, plugins through the entry-point group
+``latentzoo.extractors``), built for a data shape by :func:`build_extractor`.
 
 FID (Heusel et al. 2017, TTUR) compares Gaussians fitted to features of real and generated data;
 the numbers in papers use the 2048-d pool3 features of ``inception-2015-12-05`` (the TF graph of
@@ -27,15 +31,16 @@ from __future__ import annotations
 import importlib.resources
 import math
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import Self
 
 from latentzoo.metrics.classifier import DomainClassifier
 from latentzoo.metrics.inception import PoolFeatures
+from latentzoo.registry import Registry, RegistryError, subclass_check
 
 __all__ = [
     "EXTRACTORS",
@@ -49,9 +54,9 @@ __all__ = [
     "PixelFeatures",
     "build_extractor",
     "find_inception",
+    "register_extractor",
 ]
 
-ExtractorName = Literal["inception", "pixels", "domain"]
 InceptionSource = Literal["file", "hub", "fid_helper"]
 
 INCEPTION_WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's file
@@ -80,6 +85,17 @@ class FeatureExtractor(nn.Module):
         super().__init__()
         self.data_shape = data_shape
 
+    @classmethod
+    def for_data(
+        cls,
+        data_shape: tuple[int, ...],
+        inception_weights: str | None = None,
+        evaluator: str | None = None,
+    ) -> Self:
+        """Build one for data of ``data_shape``, taking what it needs of the evaluation's
+        options (a local Inception weights file; a domain evaluator's checkpoint)."""
+        return cls(data_shape)
+
     def check(self, x: Tensor) -> None:
         """Fail on inputs of the wrong shape or outside [0, 1] with a message saying what to fix."""
         if self.data_shape is not None and tuple(x.shape[1:]) != self.data_shape:
@@ -98,6 +114,15 @@ class FeatureExtractor(nn.Module):
         return super().train(False)  # a frozen measuring device, whatever the trainer says
 
 
+EXTRACTORS: Registry[type[FeatureExtractor]] = Registry(
+    "extractor",
+    "latentzoo.extractors",
+    subclass_check(lambda: FeatureExtractor, "FeatureExtractor"),
+)
+register_extractor = EXTRACTORS.register
+
+
+@register_extractor(name="pixels")
 class PixelFeatures(FeatureExtractor):
     """The data itself, flattened: FID of synthetic vectors, or a quick check without a network.
 
@@ -158,6 +183,7 @@ def find_inception(weights_path: str | None = None) -> tuple[InceptionSource, Pa
     )
 
 
+@register_extractor(name="inception")
 class InceptionFeatures(FeatureExtractor):
     """2048-d pool3 features of the FID Inception, from the source :func:`find_inception` finds.
 
@@ -212,6 +238,15 @@ class InceptionFeatures(FeatureExtractor):
             p.requires_grad_(False)
         self.net.eval()
 
+    @classmethod
+    def for_data(
+        cls,
+        data_shape: tuple[int, ...],
+        inception_weights: str | None = None,
+        evaluator: str | None = None,
+    ) -> Self:
+        return cls(inception_weights, data_shape)
+
     def forward(self, x: Tensor) -> Tensor:
         self.check(x)
         if x.ndim != 4 or x.shape[1] not in (1, 3):
@@ -262,6 +297,7 @@ def _resize_tf1(x: Tensor) -> Tensor:
     return interpolate_bilinear_2d_like_tensorflow1x(x, size=size, align_corners=False)
 
 
+@register_extractor(name="domain")
 class DomainFeatures(FeatureExtractor):
     """Penultimate features of a saved :class:`~latentzoo.metrics.classifier.DomainClassifier`;
     also its predicted classes.
@@ -290,6 +326,20 @@ class DomainFeatures(FeatureExtractor):
         self.num_classes = self.net.num_classes
         self.source = f"domain:{path.resolve()}:{int(path.stat().st_mtime)}"
 
+    @classmethod
+    def for_data(
+        cls,
+        data_shape: tuple[int, ...],
+        inception_weights: str | None = None,
+        evaluator: str | None = None,
+    ) -> Self:
+        if evaluator is None:
+            raise ValueError(
+                "extractor='domain' needs evaluator=<checkpoint of latentzoo evaluator fit>; "
+                "train one with `latentzoo evaluator fit --data <DataModule> --save_path <path>`"
+            )
+        return cls(evaluator, data_shape)
+
     def forward(self, x: Tensor) -> Tensor:
         self.check(x)
         return self.net.features(x)  # (B, feature_dim)
@@ -300,39 +350,24 @@ class DomainFeatures(FeatureExtractor):
         return self.net(x).argmax(1)
 
 
-def _domain(
-    data_shape: tuple[int, ...], inception_weights: str | None, evaluator: str | None
-) -> FeatureExtractor:
-    if evaluator is None:
-        raise ValueError(
-            "extractor='domain' needs evaluator=<checkpoint of latentzoo evaluator fit>; train "
-            "one with `latentzoo evaluator fit --data <DataModule> --save_path <path>`"
-        )
-    return DomainFeatures(evaluator, data_shape)
-
-
-ExtractorFactory = Callable[[tuple[int, ...], str | None, str | None], FeatureExtractor]
-
-# extractor name -> factory(data_shape, inception_weights, evaluator)
-EXTRACTORS: dict[ExtractorName, ExtractorFactory] = {
-    "inception": lambda shape, weights, _: InceptionFeatures(weights, shape),
-    "pixels": lambda shape, _, __: PixelFeatures(shape),
-    "domain": _domain,
-}
+# The built-in names, as a type for annotations (the registry is the list: plugins add to it).
+ExtractorName = Literal[tuple(EXTRACTORS.list())]  # type: ignore[misc]
 
 
 def build_extractor(
-    name: ExtractorName,
+    name: str,
     data_shape: tuple[int, ...],
     inception_weights: str | None = None,
     evaluator: str | None = None,
 ) -> FeatureExtractor:
-    """The feature extractor called ``name`` (a key of :data:`EXTRACTORS`) for ``data_shape``.
+    """The feature extractor registered as ``name`` (or a class path), built for ``data_shape``.
 
     Args:
         inception_weights: For ``inception``: a local weights file (see :func:`find_inception`).
         evaluator: For ``domain``: the checkpoint of ``latentzoo evaluator fit``.
     """
-    if name not in EXTRACTORS:
-        raise ValueError(f"unknown extractor {name!r}; choose one of {sorted(EXTRACTORS)}")
-    return EXTRACTORS[name](data_shape, inception_weights, evaluator)
+    try:
+        cls = EXTRACTORS.resolve(name)
+    except RegistryError:
+        raise ValueError(f"unknown extractor {name!r}; choose one of {EXTRACTORS.list()}") from None
+    return cls.for_data(tuple(data_shape), inception_weights, evaluator)

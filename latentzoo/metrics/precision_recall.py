@@ -187,9 +187,7 @@ class PrecisionRecall(Metric):
         return precision_recall(real, fake, self.k, self.chunk)
 
     def reset(self) -> None:
-        if self.reset_real_features:
-            super().reset()
-            return
-        default = self._defaults.pop("real_features")  # reset() empties the states listed here
+        kept = list(self.real_features)
         super().reset()
-        self._defaults["real_features"] = default
+        if not self.reset_real_features:
+            self.real_features = kept

@@ -9,11 +9,13 @@ a model written by subclassing is measured like a built-in one:
 - ``decode(z)`` -> the mean of p(x|z), shaped like the data (LMGAE masks z here).
 - ``reconstruct(x)`` = ``decode(encode(x))``.
 - ``sample(n)`` -> (n, *data_shape) = ``decode(sample_latent(n))``.
+- ``prior``: the :class:`~latentzoo.zoo.densities.LatentDensity` the model trains against
+  (N(0, I) unless given: the VAEs' KL target, WAE-GP's and LMGAE's critic target).
+- ``generative_prior()``: the density the model generates from: its prior (the 2-stage VAE's
+  is its second stage); ``sample_prior(n)`` draws from it.
 - ``sample_latent(n)``: codes from the attached sampler if any, else ``sample_prior(n)``.
-- ``sample_prior(n)``: draws from the model's own prior p(z) (N(0, I) unless overridden; the
-  2-stage VAE's goes through its second stage).
-- ``set_latent_sampler(sampler)`` / ``latent_sampler``: attach or read a :class:`CodeSampler`
-  (e.g. a Gaussian mixture fitted to the training codes; None: back to the prior).
+- ``set_latent_sampler(density)`` / ``latent_sampler``: attach or read another density to
+  generate from (e.g. a Gaussian mixture fitted to the training codes; None: back to the prior).
 - ``used_latent_dims()``: the coordinates the decoder uses (None: all); ``latent_usage()``: the
   model's own per-coordinate gate in [0, 1] (None: it has none).
 
@@ -28,9 +30,9 @@ advances ``trainer.global_step`` by exactly one.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, cast
+from typing import Any, ClassVar, cast
 
 import lightning as L
 import torch
@@ -38,16 +40,17 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from typing_extensions import Self, override
 
+from latentzoo.registry import Registry, subclass_check
 from latentzoo.zoo import nets
+from latentzoo.zoo.checkpoints import (
+    CHECKPOINT_CLASS_KEY,
+    checkpoint_model_class,
+    read_checkpoint,
+)
+from latentzoo.zoo.densities import LatentDensity, build_density
 from latentzoo.zoo.likelihoods import Likelihood
 
-__all__ = ["AutoencoderModule", "CodeSampler"]
-
-
-class CodeSampler(Protocol):
-    """Anything that draws latent codes: ``sample(n)`` -> (n, latent_dim)."""
-
-    def sample(self, n: int) -> Tensor: ...
+__all__ = ["MODELS", "AutoencoderModule"]
 
 
 class AutoencoderModule(L.LightningModule):
@@ -60,11 +63,15 @@ class AutoencoderModule(L.LightningModule):
         width: Size of the nets: channels of the first conv layer (doubling at each stride-2
             layer), or a quarter of the units per MLP layer for flat data.
         lr: Learning rate of Adam (adversarial models document their own optimizers).
+        prior: p(z), a :class:`~latentzoo.zoo.densities.LatentDensity` (``StandardNormal``,
+            ``MoG``, ``VampPrior``, ``FlowPrior``, a plugin's); None is N(0, I). The model binds
+            it to its latent dimension (and, for the VampPrior, its encoder).
     """
 
     likelihood: Likelihood
     encoder: nn.Module
     decoder: nn.Module
+    prior: LatentDensity
 
     def __init__(
         self,
@@ -72,6 +79,7 @@ class AutoencoderModule(L.LightningModule):
         latent_dim: int = 16,
         width: int = 32,
         lr: float = 1e-3,
+        prior: LatentDensity | None = None,
     ) -> None:
         super().__init__()
         if latent_dim < 1:
@@ -90,6 +98,19 @@ class AutoencoderModule(L.LightningModule):
         self.latent_dim = latent_dim
         self.width = width
         self.lr = lr
+        self.prior = build_density(prior)  # also a checkpoint's saved config (a dict)
+        self.prior.bind(self)
+        self._save_prior_config()
+
+    def _save_prior_config(self) -> None:
+        """Keep the prior in the hyper-parameters as its config, not as a module: the checkpoint
+        then loads with ``weights_only`` and ``load_from_checkpoint`` re-creates the prior (under
+        LightningCLI the config is there already). A model that takes no ``prior`` argument
+        records none."""
+        for name in ("_hparams", "_hparams_initial"):
+            hparams = cast(MutableMapping[str, Any], getattr(self, name))
+            if isinstance(hparams.get("prior"), LatentDensity):
+                hparams["prior"] = self.prior.config()
 
     # -- networks ---------------------------------------------------------------------------------
     def build_encoder(self, out_dim: int) -> nn.Module:
@@ -141,16 +162,24 @@ class AutoencoderModule(L.LightningModule):
             return sampler.sample(n).to(self.device)
         return self.sample_prior(n)
 
+    def generative_prior(self) -> LatentDensity:
+        """The density the model generates from when no sampler is attached: its prior.
+
+        A model whose samples come from another density than the one it trains against
+        overrides this (the 2-stage VAE: its second stage).
+        """
+        return self.prior
+
     def sample_prior(self, n: int) -> Tensor:
-        """n draws from the prior p(z) = N(0, I); models with another prior override this."""
-        return torch.randn(n, self.latent_dim, device=self.device)
+        """n draws of :meth:`generative_prior`, (n, latent_dim), on the model's device."""
+        return self.generative_prior().sample(n).to(self.device)
 
     @property
-    def latent_sampler(self) -> CodeSampler | None:
-        """The sampler ``sample_latent`` defers to, or None for the prior."""
+    def latent_sampler(self) -> LatentDensity | None:
+        """The density ``sample_latent`` defers to, or None for the generative prior."""
         return self.__dict__.get("_latent_sampler")
 
-    def set_latent_sampler(self, sampler: CodeSampler | None) -> None:
+    def set_latent_sampler(self, sampler: LatentDensity | None) -> None:
         """Draw ``sample``'s codes from ``sampler`` (None: back to the prior).
 
         The sampler is kept out of the module tree, so the model's ``state_dict`` and loading a
@@ -242,13 +271,17 @@ class AutoencoderModule(L.LightningModule):
     # -- multi-process training -------------------------------------------------------------------
     @override
     def on_fit_start(self) -> None:
-        """Refuse DDP without ``find_unused_parameters`` for manual-optimization models.
+        """Hand the prior the training inputs it asks for (:meth:`LatentDensity.data_request`),
+        and refuse DDP without ``find_unused_parameters`` for manual-optimization models.
 
         Each optimizer's backward of an adversarial (or staged) model leaves the other networks'
         parameters without gradients, which plain DDP takes for a bug and stops on at the first
         step; say so before any data is loaded. The strategy has wrapped the model by now, so the
         wrapper's own setting is read. Subclasses that override this hook call ``super()``.
         """
+        request = self.prior.data_request()  # after a resumed run's weights are restored
+        if request is not None:
+            self.prior.init_from_data(self._training_inputs(*request))
         wrapped = self.trainer.strategy.model
         if (
             not self.automatic_optimization
@@ -262,8 +295,20 @@ class AutoencoderModule(L.LightningModule):
                 f'strategy="ddp_find_unused_parameters_true")'
             )
 
-    # -- checkpoints: the file says which class wrote it (latentzoo.loading) ----------------------
-    CHECKPOINT_CLASS_KEY: ClassVar[str] = "latentzoo_class"
+    def _training_inputs(self, n: int, seed: int) -> Tensor:
+        """n random inputs of the training split, as the model sees them, (n, *data_shape)."""
+        dm = getattr(self.trainer, "datamodule", None)
+        sample_inputs = getattr(dm, "sample_inputs", None)
+        if sample_inputs is None:
+            raise RuntimeError(
+                f"{type(self.prior).__name__} asks for {n} training inputs at the start of fit, "
+                f"which a latentzoo datamodule provides (sample_inputs); fit with one, "
+                f"{self.prior.without_data}".rstrip(", ")
+            )
+        return cast(Tensor, sample_inputs(n, seed)).to(self.device)
+
+    # -- checkpoints: the file says which class wrote it (latentzoo.zoo.checkpoints) ---------------
+    CHECKPOINT_CLASS_KEY: ClassVar[str] = CHECKPOINT_CLASS_KEY
 
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -284,9 +329,15 @@ class AutoencoderModule(L.LightningModule):
         model class, a checkpoint of that class or a subclass, and another class's checkpoint
         is refused with its name instead of failing on unexpected weights.
         """
-        from latentzoo.loading import checkpoint_model_class, read_checkpoint
-
-        model_cls = checkpoint_model_class(read_checkpoint(checkpoint_path), checkpoint_path, cls)
+        checkpoint = read_checkpoint(checkpoint_path)
+        model_cls = checkpoint_model_class(
+            checkpoint, checkpoint_path, cls, MODELS, AutoencoderModule
+        )
         lightning_load = super(AutoencoderModule, model_cls).load_from_checkpoint
         model = lightning_load(checkpoint_path, map_location, hparams_file, strict, **kwargs)
         return cast(Self, model)  # model_cls is cls or a subclass
+
+
+MODELS: Registry[type[AutoencoderModule]] = Registry(
+    "model", "latentzoo.models", subclass_check(lambda: AutoencoderModule, "latentzoo model")
+)

@@ -21,8 +21,8 @@ from typing import Literal
 
 from torch import Tensor
 
+from latentzoo.zoo.densities import LatentDensity
 from latentzoo.zoo.likelihoods import LikelihoodName
-from latentzoo.zoo.priors import Prior
 from latentzoo.zoo.registry import register_model
 from latentzoo.zoo.vae import VAE
 
@@ -55,7 +55,7 @@ class BetaVAE(VAE):
         capacity_steps: int = 100_000,
         width: int = 32,
         lr: float = 1e-3,
-        prior: Prior | None = None,
+        prior: LatentDensity | None = None,
     ) -> None:
         super().__init__(data_shape, latent_dim, likelihood, decoder_sigma, width, lr, prior)
         if beta < 0 or gamma < 0 or capacity_max < 0:

@@ -12,21 +12,16 @@ so its inverse and Jacobian determinant are explicit and
     log p(z) = log N(g^-1(z); 0, I) + sum_layers -sum_j (1 - m_j) s_j.
 
 No closed-form KL: the VAE uses the one-sample estimate log q(z|x) - log p(z)
-(:meth:`latentzoo.zoo.priors.Prior.kl`).
+(:meth:`latentzoo.zoo.densities.LatentDensity.kl`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor, nn
 
+from latentzoo.zoo.densities import LOG_2PI, LatentDensity, register_density
 from latentzoo.zoo.nets import mlp
-from latentzoo.zoo.priors import LOG_2PI, Prior
-
-if TYPE_CHECKING:
-    from latentzoo.zoo.base import AutoencoderModule
 
 __all__ = ["AffineCoupling", "FlowPrior"]
 
@@ -63,7 +58,8 @@ class AffineCoupling(nn.Module):
         return (z - t) * torch.exp(-s), -s.sum(1)
 
 
-class FlowPrior(Prior):
+@register_density(name="flow")
+class FlowPrior(LatentDensity):
     """A RealNVP flow on z: z = g(e), e ~ N(0, I), g a stack of affine couplings with
     alternating masks; log p(z) = log N(g^-1(z); 0, I) + log |det d g^-1 / d z| exactly, and
     sampling runs g. The flow starts as the identity (p = N(0, I)).
@@ -83,9 +79,8 @@ class FlowPrior(Prior):
         self.init_args = {"num_layers": num_layers, "hidden": hidden}
         self.num_layers, self.hidden = num_layers, hidden
 
-    def bind(self, model: AutoencoderModule) -> None:
-        super().bind(model)
-        d = self.latent_dim
+    def build(self, dim: int) -> None:
+        d = dim
         parity = torch.arange(d) % 2
         masks = [
             (parity == i % 2).float() if d > 1 else torch.zeros(1) for i in range(self.num_layers)

@@ -23,8 +23,8 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
+from latentzoo.zoo.densities import LatentDensity
 from latentzoo.zoo.likelihoods import LikelihoodName
-from latentzoo.zoo.priors import Prior
 from latentzoo.zoo.registry import register_model
 from latentzoo.zoo.vae import VAE
 
@@ -83,7 +83,7 @@ class LipschitzVAE(VAE):
         pairing: Pairing = "half",
         width: int = 32,
         lr: float = 1e-3,
-        prior: Prior | None = None,
+        prior: LatentDensity | None = None,
     ) -> None:
         super().__init__(data_shape, latent_dim, likelihood, decoder_sigma, width, lr, prior)
         if lipschitz_weight < 0:

@@ -62,6 +62,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from latentzoo.zoo.densities import LatentDensity
 from latentzoo.zoo.likelihoods import LikelihoodName
 from latentzoo.zoo.phases import Phase
 from latentzoo.zoo.registry import register_model
@@ -90,7 +91,7 @@ class LMGAE(WAEGP):
         binarize_max: The cap on c_t.
         binarize_doubling_steps: Batches over which c_t doubles.
         data_shape, latent_dim, likelihood, decoder_sigma, reg_weight, gp_weight, n_critic,
-            critic_lr, width, lr: See :class:`WAEGP` (``reg_weight`` is unused: the generator
+            critic_lr, width, lr, prior: See :class:`WAEGP` (``reg_weight`` is unused: the generator
             loss L_G has its own optimizer).
     """
 
@@ -118,6 +119,7 @@ class LMGAE(WAEGP):
         binarize_doubling_steps: int = 500,
         width: int = 32,
         lr: float = 5e-4,
+        prior: LatentDensity | None = None,
     ) -> None:
         super().__init__(
             data_shape=data_shape,
@@ -130,6 +132,7 @@ class LMGAE(WAEGP):
             critic_lr=critic_lr,
             width=width,
             lr=lr,
+            prior=prior,
         )
         if not 0 < mask_init < 1 or not 0 < mask_threshold < 1:
             raise ValueError(

@@ -1,8 +1,9 @@
-"""The zoo's registry: model name -> LightningModule class, filled by a decorator at import.
+"""The zoo's model registry: ``@register_model``, :func:`create_model`, :func:`list_models`.
 
-In the manner of timm: ``@register_model`` on a class puts it in one global table;
-:func:`create_model` builds one by name and :func:`list_models` lists them. Third-party packages
-add models through the entry-point group ``latentzoo.models``, e.g. in their pyproject.toml::
+The registry itself is :data:`latentzoo.zoo.base.MODELS`, an instance of the one registry idiom
+of latentzoo (:class:`latentzoo.registry.Registry`); these functions are its model-flavoured
+names. Third-party packages add models through the entry-point group ``latentzoo.models``, e.g.
+in their pyproject.toml::
 
     [project.entry-points."latentzoo.models"]
     MyVAE = "my_package.models:MyVAE"
@@ -13,16 +14,13 @@ it registered itself) or a module whose import registers its classes.
 
 from __future__ import annotations
 
-import fnmatch
-import warnings
-from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-if TYPE_CHECKING:
-    from latentzoo.zoo.base import AutoencoderModule
+from latentzoo.zoo.base import MODELS, AutoencoderModule
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "MODELS",
     "create_model",
     "get_model_class",
     "list_models",
@@ -30,78 +28,27 @@ __all__ = [
     "register_model",
 ]
 
-ENTRY_POINT_GROUP = "latentzoo.models"
+ENTRY_POINT_GROUP = MODELS.group
 
-_MODELS: dict[str, type[AutoencoderModule]] = {}
-_PLUGINS_LOADED = False
-
-T = TypeVar("T", bound="type[AutoencoderModule]")
-
-
-def register_model(cls: T | None = None, *, name: str | None = None) -> Any:
-    """Class decorator that adds a model to the zoo under ``name`` (default: the class name).
-
-    Registering a second class under a taken name warns and replaces the first, so a plugin can
-    deliberately shadow a built-in model, and an accidental clash is visible.
-    """
-
-    def decorator(model_cls: T) -> T:
-        key = name or model_cls.__name__
-        previous = _MODELS.get(key)
-        if previous is not None and previous is not model_cls:
-            warnings.warn(
-                f"latentzoo model {key!r} is registered twice: {_qualname(previous)} is replaced "
-                f"by {_qualname(model_cls)}",
-                stacklevel=2,
-            )
-        _MODELS[key] = model_cls
-        return model_cls
-
-    return decorator if cls is None else decorator(cls)
+#: Class decorator that adds a model to the zoo under ``name`` (default: the class name).
+register_model = MODELS.register
 
 
 def load_plugins() -> None:
     """Import every ``latentzoo.models`` entry point once; a broken plugin warns, never crashes."""
-    global _PLUGINS_LOADED
-    if _PLUGINS_LOADED:
-        return
-    _PLUGINS_LOADED = True
-    from latentzoo.zoo.base import AutoencoderModule
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            obj = ep.load()
-        except Exception as err:  # a third party's import error must not take the CLI down
-            warnings.warn(
-                f"latentzoo plugin {ep.name!r} ({ep.value}) failed to load: {err!r}", stacklevel=2
-            )
-            continue
-        is_model = isinstance(obj, type) and issubclass(obj, AutoencoderModule)
-        if is_model and obj not in _MODELS.values():
-            register_model(obj, name=ep.name)
+    MODELS.load_plugins()
 
 
 def list_models(pattern: str = "*") -> list[str]:
     """Sorted names of registered models matching a shell-style ``pattern``, plugins included."""
-    load_plugins()
-    return sorted(n for n in _MODELS if fnmatch.fnmatchcase(n, pattern))
+    return MODELS.list(pattern)
 
 
 def get_model_class(name: str) -> type[AutoencoderModule]:
     """The class registered under ``name``; a ``KeyError`` lists what exists."""
-    load_plugins()
-    try:
-        return _MODELS[name]
-    except KeyError:
-        raise KeyError(
-            f"no latentzoo model named {name!r}; registered models: {', '.join(sorted(_MODELS))}"
-        ) from None
+    return MODELS.get(name)
 
 
 def create_model(name: str, **kwargs: Any) -> AutoencoderModule:
     """Build the model registered under ``name`` with its constructor's keyword arguments."""
-    return get_model_class(name)(**kwargs)
-
-
-def _qualname(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
+    return MODELS.get(name)(**kwargs)

@@ -12,10 +12,11 @@ samples. Two remedies fit a density to the codes after (or beside) training and 
   z ~ N(0, I) -> second decoder -> u, :class:`SecondStage`. That VAE, :class:`SecondStageVAE`,
   is also the prior of :class:`latentzoo.zoo.TwoStageVAE`, which trains it inside its own fit.
 
-Each sampler is an ``nn.Module`` whose buffers/parameters hold its fitted state (so it is saved
-and restored with ``state_dict``), sized at construction from the code dimension. They are
-attached to a model with :meth:`AutoencoderModule.set_latent_sampler`, usually by the callback
-:class:`latentzoo.callbacks.LatentSampler`.
+Each is a registered :class:`~latentzoo.zoo.densities.LatentDensity` (``gmm``, ``two_stage``)
+whose buffers/parameters hold its fitted state (so it is saved and restored with ``state_dict``),
+sized from the code dimension (given, or by ``bind``). They are attached to a model with
+:meth:`AutoencoderModule.set_latent_sampler`, usually by the callback
+:class:`latentzoo.callbacks.LatentSampler`; N(0, I) itself is the ``normal`` density.
 """
 
 from __future__ import annotations
@@ -27,44 +28,16 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from latentzoo.zoo.densities import (
+    LatentDensity,
+    StandardNormal,
+    log_normal_diag,
+    register_density,
+)
 from latentzoo.zoo.likelihoods import adam_with_gamma
 from latentzoo.zoo.vae import VAE, reparameterize
 
-__all__ = ["FittedSampler", "GaussianMixture", "SecondStage", "SecondStageVAE", "StandardNormal"]
-
-
-class FittedSampler(nn.Module):
-    """Base: ``fit`` on training codes, then ``sample(n)`` -> (n, dim) codes."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        if dim < 1:
-            raise ValueError(f"code dimension must be >= 1, got {dim}")
-        self.dim = dim
-
-    def fit(self, mu: Tensor, logvar: Tensor | None = None) -> None:
-        """Fit to posterior means ``mu`` (N, dim) and, for stochastic encoders, log-variances."""
-        raise NotImplementedError
-
-    def sample(self, n: int) -> Tensor:
-        raise NotImplementedError
-
-    def _check_codes(self, mu: Tensor, min_n: int) -> None:
-        if mu.ndim != 2 or mu.shape[1] != self.dim or len(mu) < min_n:
-            raise ValueError(
-                f"{type(self).__name__} needs (N >= {min_n}, {self.dim}) codes to fit, got shape "
-                f"{tuple(mu.shape)}; encode more training data"
-            )
-
-
-class StandardNormal(FittedSampler):
-    """N(0, I) whatever the model's own prior: the baseline the fitted samplers are measured by."""
-
-    def fit(self, mu: Tensor, logvar: Tensor | None = None) -> None:
-        """Nothing to fit."""
-
-    def sample(self, n: int) -> Tensor:
-        return torch.randn(n, self.dim)
+__all__ = ["GaussianMixture", "SecondStage", "SecondStageVAE", "StandardNormal"]
 
 
 class _CentredCodes(NamedTuple):
@@ -82,7 +55,8 @@ class _CentredCodes(NamedTuple):
         return cls(y, y[:, rows] * y[:, cols], shift, (rows, cols))
 
 
-class GaussianMixture(FittedSampler):
+@register_density(name="gmm")
+class GaussianMixture(LatentDensity):
     """A K-component Gaussian mixture fitted by EM (Dempster et al. 1977) in float64.
 
     Initialised with a few k-means (Lloyd) iterations from K distinct random codes, then EM runs
@@ -97,7 +71,7 @@ class GaussianMixture(FittedSampler):
     temporaries and nothing solved per code (the code before issue 11 did, ~20x slower).
 
     Args:
-        dim: Code dimension.
+        dim: Code dimension (0: set when the sampler is bound to a model).
         n_components: K (10 in Ghosh et al.).
         covariance: ``full`` (Ghosh et al.) or ``diag`` (cheaper, K * dim numbers).
         max_iter: Most EM iterations.
@@ -112,7 +86,7 @@ class GaussianMixture(FittedSampler):
 
     def __init__(
         self,
-        dim: int,
+        dim: int = 0,
         n_components: int = 10,
         covariance: Literal["full", "diag"] = "full",
         max_iter: int = 200,
@@ -127,7 +101,12 @@ class GaussianMixture(FittedSampler):
             raise ValueError(f"covariance must be 'full' or 'diag', got {covariance!r}")
         self.n_components, self.covariance = n_components, covariance
         self.max_iter, self.tol, self.reg, self.seed = max_iter, tol, reg, seed
-        k, d = n_components, dim
+        self.init_args = {"n_components": n_components, "covariance": covariance,
+                          "max_iter": max_iter, "tol": tol, "reg": reg, "seed": seed}  # fmt: skip
+        self._bind_given_dim()
+
+    def build(self, dim: int) -> None:
+        k, d = self.n_components, dim
         self.register_buffer("weights", torch.full((k,), 1.0 / k, dtype=torch.float64))
         self.register_buffer("means", torch.zeros(k, d, dtype=torch.float64))
         # Diagonal factors for ``diag``: one code path samples and scores both.
@@ -166,7 +145,7 @@ class GaussianMixture(FittedSampler):
     @torch.no_grad()
     def fit(self, mu: Tensor, logvar: Tensor | None = None) -> None:
         k = self.n_components
-        self._check_codes(mu, min_n=k)
+        self.check_codes(mu, min_n=k)
         z = mu.detach().to(self.means.device, torch.float64)  # (N, D)
         gen = torch.Generator().manual_seed(self.seed)
         centres = z[torch.randperm(len(z), generator=gen)[:k].to(z.device)]
@@ -185,10 +164,6 @@ class GaussianMixture(FittedSampler):
             if mean_ll - previous < self.tol:
                 break
             previous = mean_ll
-
-    def _m_step(self, z: Tensor, resp: Tensor) -> None:
-        """Weights, means and (co)variances from codes ``z`` (N, D), responsibilities (N, K)."""
-        self._m_step_centred(_CentredCodes.of(z, z.mean(0)), resp)
 
     def _m_step_centred(self, codes: _CentredCodes, resp: Tensor) -> None:
         """The M step as two matmuls: resp^T y for the means, resp^T (y_i y_j) for the second
@@ -248,15 +223,20 @@ class SecondStageVAE(VAE):
         return adam_with_gamma(self, self.lr, self.gamma_lr)
 
 
-class SecondStage(FittedSampler):
-    """Dai & Wipf's second stage as a sampler: a :class:`SecondStageVAE` fitted to the codes.
+@register_density(name="two_stage")
+class SecondStage(LatentDensity):
+    """Dai & Wipf's second stage as a density: a :class:`SecondStageVAE` on the codes.
 
     ``fit`` trains it with Adam for ``epochs`` passes over the codes; a code of a stochastic
     encoder is redrawn u = mu + sigma * eps at every pass, as the paper trains on u ~ q(u|x).
+    ``sample`` goes z ~ N(0, I) -> u = the second decoder's mean; ``log_prob`` is the
+    importance-weighted estimate of its marginal (Burda et al. 2016) with ``iw_samples`` draws
+    of the second encoder, log 1/K sum_k p(u|z_k) p(z_k) / q(z_k|u): a VAE has no exact density.
+    :meth:`around` views the stage 2 a :class:`~latentzoo.zoo.TwoStageVAE` trains as one.
 
     Args:
         dim: Code dimension (the second stage's data dimension and, as in the paper, its
-            latent dimension).
+            latent dimension); 0: set when bound to a model.
         width: Width of its MLPs (``4 * width`` units per hidden layer).
         epochs: Passes over the codes.
         lr: Adam's learning rate.
@@ -264,29 +244,52 @@ class SecondStage(FittedSampler):
             :func:`latentzoo.zoo.likelihoods.adam_with_gamma`).
         batch_size: Codes per step.
         seed: Seed of the initialisation and the shuffling.
+        iw_samples: K of the ``log_prob`` estimate.
     """
+
+    vae: SecondStageVAE
 
     def __init__(
         self,
-        dim: int,
+        dim: int = 0,
         width: int = 64,
         epochs: int = 20,
         lr: float = 1e-3,
         gamma_lr: float = 1e-2,
         batch_size: int = 128,
         seed: int = 0,
+        iw_samples: int = 64,
     ) -> None:
         super().__init__(dim)
-        if epochs < 1 or batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
+        if min(epochs, batch_size, iw_samples) < 1:
+            raise ValueError(
+                f"epochs, batch_size and iw_samples must be >= 1, got {epochs}, {batch_size}, "
+                f"{iw_samples}"
+            )
+        self.width, self.lr, self.gamma_lr = width, lr, gamma_lr
         self.epochs, self.batch_size, self.seed = epochs, batch_size, seed
+        self.iw_samples = iw_samples
+        self.init_args = {"width": width, "epochs": epochs, "lr": lr, "gamma_lr": gamma_lr,
+                          "batch_size": batch_size, "seed": seed,
+                          "iw_samples": iw_samples}  # fmt: skip
+        self._bind_given_dim()
+
+    def build(self, dim: int) -> None:
         with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            self.vae = SecondStageVAE(dim, width, lr, gamma_lr)
+            torch.manual_seed(self.seed)
+            self.vae = SecondStageVAE(dim, self.width, self.lr, self.gamma_lr)
+
+    @classmethod
+    def around(cls, vae: SecondStageVAE) -> SecondStage:
+        """A density over ``vae`` (trained elsewhere), sharing its modules."""
+        density = cls()
+        density.latent_dim = vae.latent_dim
+        density.vae = vae
+        return density
 
     @torch.enable_grad()
     def fit(self, mu: Tensor, logvar: Tensor | None = None) -> None:
-        self._check_codes(mu, min_n=2)
+        self.check_codes(mu, min_n=2)
         device = next(self.vae.parameters()).device
         mu = mu.detach().to(device)
         logvar = None if logvar is None else logvar.detach().to(device)
@@ -295,9 +298,8 @@ class SecondStage(FittedSampler):
         self.vae.train()
         for _ in tqdm(range(self.epochs), desc="second stage", leave=False):
             for idx in torch.randperm(len(mu), generator=gen).split(self.batch_size):
-                loss = self.vae.code_losses(mu[idx], None if logvar is None else logvar[idx])[
-                    "loss"
-                ]
+                codes = (mu[idx], None if logvar is None else logvar[idx])
+                loss = self.vae.code_losses(*codes)["loss"]
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -306,3 +308,14 @@ class SecondStage(FittedSampler):
     @torch.no_grad()
     def sample(self, n: int) -> Tensor:
         return self.vae.sample(n)
+
+    @torch.no_grad()
+    def log_prob(self, u: Tensor) -> Tensor:
+        vae, k = self.vae, self.iw_samples
+        mu, logvar = vae.posterior(u)  # (N, D) each
+        z = reparameterize(mu[None], logvar[None], torch.randn(k, *mu.shape, device=u.device))
+        flat = z.reshape(-1, z.shape[-1])  # (K N, D)
+        log_px = -vae.likelihood.nll(u.repeat(k, 1), vae.decoder(flat)).reshape(k, -1)
+        log_pz = vae.prior.log_prob(flat).reshape(k, -1)
+        log_qz = log_normal_diag(z, mu[None], logvar[None])  # (K, N)
+        return torch.logsumexp(log_px + log_pz - log_qz, 0) - math.log(k)  # (N,)

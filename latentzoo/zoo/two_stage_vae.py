@@ -30,10 +30,11 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
+from latentzoo.zoo.densities import LatentDensity
 from latentzoo.zoo.likelihoods import GaussianGamma, adam_with_gamma
 from latentzoo.zoo.phases import Phase, PhasedAutoencoder
 from latentzoo.zoo.registry import register_model
-from latentzoo.zoo.samplers import SecondStageVAE
+from latentzoo.zoo.samplers import SecondStage, SecondStageVAE
 from latentzoo.zoo.vae import VAE
 
 __all__ = ["TwoStageVAE"]
@@ -128,9 +129,12 @@ class TwoStageVAE(VAE, PhasedAutoencoder):
 
     # -- sampling: z -> stage 2 -> u -> stage 1 ---------------------------------------------------
     @override
-    def sample_prior(self, n: int) -> Tensor:
-        """n codes u = stage-2 decoder mean(z), z ~ N(0, I), (n, latent_dim)."""
-        return self.stage2.sample(n)
+    def generative_prior(self) -> LatentDensity:
+        """Stage 2 as a density: codes u = stage-2 decoder mean(z), z ~ N(0, I)."""
+        density = self.__dict__.get("_stage2_density")
+        if density is None or density.vae is not self.stage2:
+            density = self.__dict__["_stage2_density"] = SecondStage.around(self.stage2)
+        return density
 
     # -- losses -----------------------------------------------------------------------------------
     def stage2_losses(self, x: Tensor) -> dict[str, Tensor]:

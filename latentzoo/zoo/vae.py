@@ -1,7 +1,7 @@
 """VAE (Kingma & Welling 2014, "Auto-Encoding Variational Bayes").
 
 Encoder q(z|x) = N(mu(x), diag(sigma^2(x))), prior p(z) = N(0, I) unless another
-:class:`~latentzoo.zoo.priors.Prior` is given, decoder p(x|z) one of the likelihoods in
+:class:`~latentzoo.zoo.densities.LatentDensity` is given, decoder p(x|z) one of the likelihoods in
 :mod:`latentzoo.zoo.likelihoods`. The loss is the negative ELBO
 
     -ELBO(x) = E_q[-log p(x|z)] + KL(q(z|x) || p(z)),
@@ -15,16 +15,14 @@ those that add a term to the loss (the Lipschitz VAE) override :meth:`VAE.regula
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping, Sequence
-from typing import Any, cast
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from typing_extensions import override
 
 from latentzoo.zoo.base import AutoencoderModule
+from latentzoo.zoo.densities import LatentDensity, kl_standard_normal
 from latentzoo.zoo.likelihoods import LikelihoodName, make_likelihood
-from latentzoo.zoo.priors import Prior, build_prior, kl_standard_normal
 from latentzoo.zoo.registry import register_model
 
 __all__ = ["VAE", "kl_standard_normal", "reparameterize"]
@@ -53,9 +51,9 @@ class VAE(AutoencoderModule):
         decoder_sigma: Standard deviation of ``gaussian_fixed``; ignored otherwise.
         width: See :class:`AutoencoderModule`.
         lr: See :class:`AutoencoderModule`.
-        prior: p(z), a :class:`~latentzoo.zoo.priors.Prior` (``StandardNormal``, ``MoG``,
-            ``VampPrior``, ``FlowPrior``); None is N(0, I). The model binds it to its latent
-            dimension (and encoder); its parameters train with the encoder and decoder.
+        prior: p(z), a :class:`~latentzoo.zoo.densities.LatentDensity` (``StandardNormal``,
+            ``MoG``, ``VampPrior``, ``FlowPrior``); None is N(0, I). The model binds it to its
+            latent dimension (and encoder); its parameters train with the encoder and decoder.
     """
 
     def __init__(
@@ -66,24 +64,12 @@ class VAE(AutoencoderModule):
         decoder_sigma: float = 0.1,
         width: int = 32,
         lr: float = 1e-3,
-        prior: Prior | None = None,
+        prior: LatentDensity | None = None,
     ) -> None:
-        super().__init__(data_shape, latent_dim, width, lr)
+        super().__init__(data_shape, latent_dim, width, lr, prior)
         self.likelihood = make_likelihood(likelihood, decoder_sigma)
         self.encoder = self.build_encoder(2 * latent_dim)  # mu and log sigma^2
         self.decoder = self.build_decoder(self.likelihood.out_channels)
-        self.prior = build_prior(prior)  # also a checkpoint's saved config (a dict)
-        self.prior.bind(self)
-        self._save_prior_config()
-
-    def _save_prior_config(self) -> None:
-        """Keep the prior in the hyper-parameters as its config, not as a module: the checkpoint
-        then loads with ``weights_only`` and ``load_from_checkpoint`` re-creates the prior (under
-        LightningCLI the config is there already)."""
-        for name in ("_hparams", "_hparams_initial"):
-            hparams = cast(MutableMapping[str, Any], getattr(self, name))
-            if isinstance(hparams.get("prior"), Prior):
-                hparams["prior"] = self.prior.config()
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log-variance of q(z|x), each (B, latent_dim)."""
@@ -92,11 +78,6 @@ class VAE(AutoencoderModule):
 
     def encode(self, x: Tensor) -> Tensor:
         return self.posterior(x)[0]
-
-    @override
-    def sample_prior(self, n: int) -> Tensor:
-        """n draws of the model's prior, (n, latent_dim)."""
-        return self.prior.sample(n)
 
     def kl_penalty(self, kl: Tensor) -> Tensor:
         """The regularizer made of the batch-mean KL; the plain ELBO uses it as is."""
@@ -121,8 +102,3 @@ class VAE(AutoencoderModule):
         for term in extra.values():
             loss = loss + term
         return {"loss": loss, "recon": recon, "kl": kl, "nelbo": recon + kl, **extra}
-
-    @override
-    def on_fit_start(self) -> None:
-        super().on_fit_start()
-        self.prior.on_fit_start(self)

@@ -46,9 +46,9 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from latentzoo.zoo import nets
+from latentzoo.zoo.densities import LatentDensity
 from latentzoo.zoo.likelihoods import LikelihoodName
 from latentzoo.zoo.phases import Phase, PhasedAutoencoder
-from latentzoo.zoo.priors import Prior
 from latentzoo.zoo.registry import register_model
 from latentzoo.zoo.vae import VAE, reparameterize
 
@@ -85,7 +85,7 @@ class VAEGAN(VAE, PhasedAutoencoder):
         dis_win_steps: int = 200,
         width: int = 32,
         lr: float = 3e-4,
-        prior: Prior | None = None,
+        prior: LatentDensity | None = None,
     ) -> None:
         output: LikelihoodName = (
             "bernoulli" if len(data_shape) == 3 else "gaussian_fixed"

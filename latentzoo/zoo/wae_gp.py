@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from latentzoo.zoo import nets
+from latentzoo.zoo.densities import LatentDensity
 from latentzoo.zoo.likelihoods import LikelihoodName, make_likelihood
 from latentzoo.zoo.phases import Phase, PhasedAutoencoder
 from latentzoo.zoo.registry import register_model
@@ -79,6 +80,8 @@ class WAEGP(PhasedAutoencoder):
             (the LMGAE authors' 1e-4, 5x slower, makes q(z) oscillate; see the module docstring).
         width: See :class:`AutoencoderModule`; the critic is an MLP of ``4 * width`` units.
         lr: RMSProp learning rate of the encoder and decoder (5x the critic's, as the authors').
+        prior: The critic's target p(z), a fixed :class:`~latentzoo.zoo.densities.LatentDensity`
+            (None: N(0, I)); its parameters, if any, are not trained.
     """
 
     def __init__(
@@ -93,8 +96,11 @@ class WAEGP(PhasedAutoencoder):
         critic_lr: float = 5e-4,
         width: int = 32,
         lr: float = 5e-4,
+        prior: LatentDensity | None = None,
     ) -> None:
-        super().__init__(data_shape=data_shape, latent_dim=latent_dim, width=width, lr=lr)
+        super().__init__(
+            data_shape=data_shape, latent_dim=latent_dim, width=width, lr=lr, prior=prior
+        )
         if reg_weight < 0 or gp_weight < 0:
             raise ValueError(
                 f"reg_weight and gp_weight must be >= 0, got {reg_weight}, {gp_weight}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -19,14 +20,14 @@ EXAMPLE = Path(__file__).parents[2] / "docs" / "examples" / "aae.py"
 
 
 @pytest.fixture
-def aae(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+def aae() -> Iterator[ModuleType]:
     """The example imported from its path, registered in a registry copy the test throws away."""
-    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
-    spec = importlib.util.spec_from_file_location("aae_example", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    with registry.MODELS.isolated():
+        spec = importlib.util.spec_from_file_location("aae_example", EXAMPLE)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
 
 
 def fit(model: L.LightningModule, batches: int) -> L.Trainer:

@@ -43,7 +43,7 @@ class PerCodeGaussianMixture(GaussianMixture):
     @torch.no_grad()
     def fit(self, mu: Tensor, logvar: Tensor | None = None) -> None:
         k = self.n_components
-        self._check_codes(mu, min_n=k)
+        self.check_codes(mu, min_n=k)
         z = mu.detach().to(self.means.device, torch.float64)  # (N, D)
         gen = torch.Generator().manual_seed(self.seed)
         centres = z[torch.randperm(len(z), generator=gen)[:k].to(z.device)]

@@ -16,7 +16,8 @@ from torch.utils.data import DataLoader, TensorDataset
 import latentzoo
 from latentzoo.datamodules import Synthetic
 from latentzoo.zoo import VAE, VAEGAN, BetaVAE, FlowPrior, MoG, Prior, StandardNormal, VampPrior
-from latentzoo.zoo.priors import build_prior, kl_standard_normal, log_normal_diag
+from latentzoo.zoo.densities import build_density as build_prior
+from latentzoo.zoo.densities import kl_standard_normal, log_normal_diag
 
 PRIORS = {
     "StandardNormal": lambda: StandardNormal(),

@@ -15,9 +15,8 @@ from latentzoo.zoo import VAE, create_model, get_model_class, list_models, regis
 
 @pytest.fixture
 def clean_registry(monkeypatch):
-    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
-    monkeypatch.setattr(registry, "_PLUGINS_LOADED", False)
-    yield registry
+    with registry.MODELS.isolated(reload_plugins=True):
+        yield registry
     sys.modules.pop("lz_plugin", None)  # each test installs its own version of the plugin
     importlib.invalidate_caches()
 
