@@ -39,7 +39,7 @@ from latentzoo.benchmark import benchmark_command
 from latentzoo.callbacks.checkpoint import LastCheckpoint
 from latentzoo.callbacks.guard import FiniteLossGuard, NonFiniteLossError
 from latentzoo.datamodules import InMemoryDataModule
-from latentzoo.evaluate import evaluate_command
+from latentzoo.evaluation.command import evaluate_command
 from latentzoo.loading import check_checkpoint_args
 from latentzoo.metrics.classifier import DomainClassifier
 from latentzoo.parsing import LatentzooArgumentParser
@@ -194,6 +194,34 @@ QUICKSTART = {"--model": "VAE", "--data": "Synthetic"}
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
+CONFIGS_DIR = Path(__file__).parent / "configs"
+
+
+def with_packaged_configs(args: list[str]) -> list[str]:
+    """``args`` with each ``--config NAME`` that is not a file replaced by the packaged config of
+    that name (``quickstart``, ``quickstart.yaml`` or ``configs/quickstart.yaml``), so the
+    configs work from an installed package, outside the source tree."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        flag, eq, value = arg.partition("=")
+        if flag not in ("--config", "-c"):
+            continue
+        if not eq:
+            if i + 1 >= len(out):
+                continue
+            value = out[i + 1]
+        if Path(value).exists():
+            continue
+        name = Path(value).name
+        packaged = CONFIGS_DIR / (name if name.endswith(".yaml") else f"{name}.yaml")
+        if packaged.is_file():
+            if eq:
+                out[i] = f"{flag}={packaged}"
+            else:
+                out[i + 1] = str(packaged)
+    return out
+
+
 def with_quickstart_defaults(args: list[str]) -> list[str]:
     """``args`` with ``--model VAE`` / ``--data Synthetic`` added where neither is given."""
     if not args or args[0] not in LIGHTNING_COMMANDS:
@@ -260,6 +288,7 @@ def run(argv: Sequence[str] | None = None) -> LatentzooCLI | None:
     if args and args[0] in COMMANDS:
         COMMANDS[args[0]](args[1:])
         return None
+    args = with_packaged_configs(args)
     typed_args = args  # what the user typed, for check_checkpoint_args
     args = with_quickstart_defaults(args)
     if argv is None:

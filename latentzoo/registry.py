@@ -10,8 +10,10 @@ group (``latentzoo.models``, ``latentzoo.densities``, ``latentzoo.extractors``,
     my_flow = "my_package.densities:MyFlow"
 
 An entry point may name the object itself (registered under the entry point's name unless it
-registered itself) or a module whose import registers its objects. A broken plugin warns and is
-skipped: a third party's import error never takes the command line down.
+registered itself) or a module whose import registers its objects. A single file needs no
+package: ``LATENTZOO_PLUGINS=my_metric,my_sampler`` (module names, comma-separated, importable
+from ``PYTHONPATH``) imports those modules on any registry's first use. A broken plugin warns and
+is skipped: a third party's import error never takes the command line down.
 
 :meth:`Registry.resolve` is the one place a *name* becomes a class: a registered name, or a class
 path (``package.module.Class``). A class path is looked up among the modules already imported;
@@ -22,9 +24,11 @@ it names, as Lightning's own loader does.
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import fnmatch
 import importlib
+import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -32,7 +36,23 @@ from contextlib import contextmanager
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Registry", "RegistryError", "qualname"]
+__all__ = ["PLUGINS_ENV", "Registry", "RegistryError", "import_plugin_modules", "qualname"]
+
+PLUGINS_ENV = "LATENTZOO_PLUGINS"
+_imported_env_plugins: set[str] = set()
+
+
+def import_plugin_modules() -> None:
+    """Import the modules named in ``$LATENTZOO_PLUGINS`` (each once); a failure warns."""
+    for name in filter(None, (n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(","))):
+        if name in _imported_env_plugins:
+            continue
+        _imported_env_plugins.add(name)
+        try:
+            importlib.import_module(name)
+        except Exception as err:  # a user's file must not take the command line down
+            warnings.warn(f"{PLUGINS_ENV}: module {name!r} failed to import: {err!r}", stacklevel=2)
+
 
 T = TypeVar("T")
 
@@ -91,7 +111,9 @@ class Registry(Generic[T]):
         return decorator if obj is None else decorator(obj)
 
     def load_plugins(self) -> None:
-        """Import this registry's entry points once; a broken plugin warns, never crashes."""
+        """Import this registry's entry points once (and the modules of ``$LATENTZOO_PLUGINS``);
+        a broken plugin warns, never crashes."""
+        import_plugin_modules()
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
@@ -128,12 +150,17 @@ class Registry(Generic[T]):
             self._entries, self._plugins_loaded = saved
 
     # -- reading -----------------------------------------------------------------------------
-    def list(self, pattern: str = "*") -> list[str]:
+    def list(self, pattern: str = "*") -> builtins.list[str]:
         """Sorted names matching a shell-style ``pattern``, plugins included."""
         self.load_plugins()
         return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
 
-    def items(self) -> list[tuple[str, T]]:
+    def names(self) -> builtins.list[str]:
+        """Every name, in registration order (built-ins first, then plugins)."""
+        self.load_plugins()
+        return list(self._entries)
+
+    def items(self) -> builtins.list[tuple[str, T]]:
         """(name, entry) pairs in name order, plugins included."""
         return [(n, self._entries[n]) for n in self.list()]
 
@@ -200,20 +227,26 @@ class Registry(Generic[T]):
             try:
                 module = importlib.import_module(module_name)
             except ImportError as err:
-                raise RegistryError(f"{name}: cannot import {module_name} ({err})") from None
+                raise RegistryError(
+                    f"class_path {name!r} does not resolve to a class: cannot import "
+                    f"{module_name} ({err})"
+                ) from None
         found = getattr(module, attr, None) if module is not None else None
-        if found is None:
-            where = "its module is not imported" if module is None else "no such attribute"
+        if found is None and module is not None:
             raise RegistryError(
-                f"{name} is neither a registered latentzoo {self.kind} nor an object of an "
-                f"imported module ({where}); import the module that defines it first"
+                f"class_path {name!r} does not resolve to a class: {module_name} has no {attr}"
+            )
+        if found is None:
+            raise RegistryError(
+                f"{name} is neither a registered latentzoo {self.kind} nor a class of an "
+                f"imported module; import the module that defines it first"
             )
         if self._check is not None:
             try:
                 self._check(found)
             except TypeError as err:
                 raise RegistryError(f"{name}: {err}") from None
-        return found  # type: ignore[no-any-return]
+        return found
 
 
 def _is_module(obj: Any) -> bool:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from latentzoo.callbacks.batches import generated_batches
 from latentzoo.datamodules import Synthetic
-from latentzoo.evaluate import load_samples
+from latentzoo.evaluation import load_samples
 from latentzoo.metrics.frechet import frechet_distance_between
 from latentzoo.metrics.precision_recall import precision_recall
 from latentzoo.zoo import VAE

@@ -6,12 +6,11 @@ trains and scores its cells, :mod:`~latentzoo.benchmark.results` and
 """
 
 from latentzoo.benchmark.command import benchmark_command
-from latentzoo.benchmark.schema import Cell, Metrics, Suite, SuiteError
+from latentzoo.benchmark.schema import Cell, Suite, SuiteError
 from latentzoo.benchmark.suite import builtin_suites, load_suite
 
 __all__ = [
     "Cell",
-    "Metrics",
     "Suite",
     "SuiteError",
     "benchmark_command",

@@ -7,9 +7,10 @@
     OUT/cells/<cell>/scores/<sampler>.json            the metrics of one sampler
     OUT/cells/<cell>/media/                           sample figures and the holes picture
 
-A cell is *scored* when every sampler's scores exist for the suite's extractors and sample
-counts; *trained* when ``trained.json`` exists or, for a run trained elsewhere with plain
-``latentzoo fit --config``, its ``last.ckpt`` has reached the budget; *partial* when it has a
+A cell is *scored* when every sampler's scores exist, measured under its evaluation spec (the
+suite's ``metrics:`` section: extractors, metrics, sample counts, split, seed); *trained* when
+``trained.json`` exists or, for a run trained elsewhere with plain ``latentzoo fit --config``,
+its ``last.ckpt`` has reached the budget; *partial* when it has a
 ``last.ckpt`` short of the budget (resumed from it); *failed* when its last attempt failed;
 else *new*.
 """
@@ -26,7 +27,7 @@ from typing import Any, Literal
 import torch
 import yaml
 
-from latentzoo.benchmark.schema import Cell
+from latentzoo.benchmark.schema import Cell, spec_record
 
 __all__ = ["CellFiles", "Status", "write_json"]
 
@@ -91,14 +92,19 @@ class CellFiles:
         return old is not None and old != text
 
     def scored(self, sampler: str) -> bool:
-        """Whether ``sampler``'s scores exist for this suite's extractors and sample counts."""
+        """Whether ``sampler``'s scores exist, measured under this cell's evaluation spec (a
+        file written before scores recorded their spec: under its extractors and counts)."""
         found = read_json(self.scores(sampler))
-        m = self.cell.metrics
-        return found is not None and (
-            found.get("extractors") == list(m.extractors)
-            and found.get("num_samples") == m.num_samples
-            and found.get("num_real") == m.num_real
-        )
+        if found is None:
+            return False
+        spec = self.cell.metrics
+        if "spec" not in found:
+            return (
+                found.get("extractors") == list(spec.extractors)
+                and found.get("num_samples") == spec.num_samples
+                and found.get("num_real") == spec.num_real
+            )
+        return bool(found["spec"] == json.loads(json.dumps(spec_record(spec))))
 
     def status(self, samplers: Sequence[str]) -> Status:
         if self.trained.is_file() and all(self.scored(s) for s in samplers):

@@ -19,9 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentParser, Namespace
 
 from latentzoo.benchmark.cellfiles import CellFiles, read_json
+from latentzoo.benchmark.lock import FolderLockedError, hold
 from latentzoo.benchmark.report import Figures, grid_plots, log_wandb, write_report
 from latentzoo.benchmark.results import collect_rows, write_results
 from latentzoo.benchmark.runner import RunOptions, run_cells
@@ -41,7 +42,7 @@ def build_parser() -> ArgumentParser:
         "--out",
         type=str | None,
         default=None,
-        help="Results folder (default: benchmarks/results/<suite name>)",
+        help="Results folder (default: runs/benchmarks/<suite name>)",
     )
     parser.add_argument("--cells", type=str, default="*", help="Only the cells matching this glob")
     parser.add_argument("--list", action="store_true", help="List suites, or a suite's cells")
@@ -151,14 +152,22 @@ def benchmark_command(argv: Sequence[str]) -> None:
         suite = load_suite(args.suite)
     except SuiteError as err:
         _fail(f"{args.suite}: {err}")
-    out = Path(args.out or f"benchmarks/results/{suite.name}")
+    out = Path(args.out or f"runs/benchmarks/{suite.name}")
     cells = [c for c in suite.cells if fnmatch.fnmatchcase(c.name, args.cells)]
     if not cells:
         _fail(f"--cells {args.cells!r} matches none of {', '.join(c.name for c in suite.cells)}")
-    out.mkdir(parents=True, exist_ok=True)
-    write_configs(suite, cells, out, args.progress_bar)
-    if args.list:
+    if args.list:  # reads only: allowed while a run works there
         return list_cells(suite, cells, out)
+    try:
+        with hold(out):
+            _run(args, suite, cells, out)
+    except FolderLockedError as err:
+        _fail(str(err))
+
+
+def _run(args: Namespace, suite: Suite, cells: list[Cell], out: Path) -> None:
+    """Everything that writes into ``out``, with its lock held."""
+    write_configs(suite, cells, out, args.progress_bar)
     if args.prepare:
         return prepare(args.suite, cells, out)
     if any("inception" in c.metrics.extractors for c in cells):

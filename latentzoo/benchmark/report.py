@@ -13,22 +13,13 @@ from typing import Any
 from latentzoo.benchmark.cellfiles import CellFiles
 from latentzoo.benchmark.results import Row, metric_names, suite_header
 from latentzoo.benchmark.schema import Suite
+from latentzoo.evaluation.results import split_column
+from latentzoo.metrics.registry import key_info
 
 __all__ = ["Figures", "grid_plots", "log_wandb", "write_report"]
 
-# Shown in the report's table, in this order when present (every metric is in results.csv).
-HEADLINE = (
-    "fid_",
-    "kid_",
-    "precision_",
-    "recall_",
-    "h2",
-    "classes_covered",
-    "holes",
-    "active_dims",
-    "loss",
-)
-PLOTTED = ("active_dims", "fid_", "precision_")
+# The model's own loss closes the report's table after the registered metrics' keys.
+MODEL_COLUMNS = ("loss",)
 
 
 class Figures:
@@ -53,9 +44,16 @@ class Figures:
         self.plots: list[Path] = []
 
 
-def _headline(rows: list[Row]) -> list[str]:
-    names = metric_names(rows)
-    return [n for prefix in HEADLINE for n in names if n == prefix or n.startswith(prefix)]
+def _extractors(suite: Suite) -> list[str]:  # every cell's, in order
+    return list(dict.fromkeys(e for c in suite.cells for e in c.metrics.extractors))
+
+
+def _headline(suite: Suite, rows: list[Row]) -> list[str]:
+    """The table's columns: every registered key's, in the registry's order, then the loss."""
+    names, extractors = metric_names(rows), _extractors(suite)
+    keyed = {n: split_column(n, extractors)[0] for n in names}
+    cols = [n for key in key_info() for n in names if keyed[n] == key]
+    return cols + [n for n in MODEL_COLUMNS if n in names]
 
 
 def _cell(stats: tuple[float | None, float | None]) -> str:
@@ -66,7 +64,7 @@ def _cell(stats: tuple[float | None, float | None]) -> str:
 
 
 def _table(suite: Suite, rows: list[Row]) -> tuple[list[str], list[list[str]]]:
-    cols = _headline(rows)
+    cols = _headline(suite, rows)
     head = ["model", *suite.grid_keys, "sampler", "seeds", *cols]
     body = [
         [
@@ -96,7 +94,13 @@ def grid_plots(suite: Suite, rows: list[Row], out: Path) -> list[Path]:
         if len({r.grid[k] for r in rows if k in r.grid}) > 1
         and all(isinstance(r.grid[k], int | float) for r in rows if k in r.grid)
     ]
-    metrics = [n for n in metric_names(rows) if any(n.startswith(p) for p in PLOTTED)]
+    declared, extractors = key_info(), _extractors(suite)
+    metrics = [
+        n
+        for n in metric_names(rows)
+        if (declared_key := declared.get(split_column(n, extractors)[0])) is not None
+        and declared_key.plotted
+    ]
     paths = []
     for key in numeric:
         for metric in metrics:

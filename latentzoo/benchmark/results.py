@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from latentzoo.benchmark.cellfiles import CellFiles, read_json, write_json
-from latentzoo.benchmark.schema import Cell, Suite
+from latentzoo.benchmark.schema import Cell, Suite, spec_record
 
 __all__ = ["Row", "collect_rows", "grid_value", "suite_header", "write_results"]
 
@@ -69,13 +69,16 @@ def collect_rows(suite: Suite, out: Path) -> list[Row]:
 
 def suite_header(suite: Suite) -> dict[str, Any]:
     """What every number in the table depends on."""
-    m = suite.metrics
+    spec = spec_record(suite.metrics)
     return {
         "suite": suite.name,
         "description": suite.description,
         "extractors": list(dict.fromkeys(e for c in suite.cells for e in c.metrics.extractors)),
-        "num_samples": m.num_samples,
-        "num_real": m.num_real,
+        "num_samples": spec["num_samples"],
+        "num_real": spec["num_real"],
+        "reference_split": spec["split"],
+        "metrics": spec["metrics"] or "every default metric that applies",
+        "metric_options": spec["metric_options"],
         "seeds": suite.seeds,
         "samplers": suite.samplers,
         "data": suite.data,

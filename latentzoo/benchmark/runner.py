@@ -2,13 +2,14 @@
 
 Each cell trains in its own process, ``python -m latentzoo fit --config <its config.yaml>`` (with
 ``--ckpt_path`` its ``last.ckpt`` when a killed run left one), its output going to ``fit.log``;
-then it is scored in this process by :func:`latentzoo.evaluate.score_checkpoint`, once per sampler
-and extractor, on the test split. A cell whose training fails is recorded (``failed.json``) and
-the others go on.
+then it is scored in this process by :func:`latentzoo.evaluate` with the cell's evaluation spec
+(every sampler, every extractor), its pictures in ``media/``. A cell whose training fails is
+recorded (``failed.json``) and the others go on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -16,21 +17,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from jsonargparse import Namespace
 from tqdm.auto import tqdm
 
-from latentzoo.benchmark.cellfiles import CellFiles, read_json, write_json
-from latentzoo.benchmark.pictures import SampleFigure
-from latentzoo.benchmark.schema import Cell, Suite
-from latentzoo.datamodules import InMemoryDataModule
-from latentzoo.evaluate import build_parser, checkpoint_callbacks, score_checkpoint
+from latentzoo.benchmark.cellfiles import CellFiles, write_json
+from latentzoo.benchmark.schema import EVALUATOR_PENDING, Cell, Suite, spec_record
+from latentzoo.datamodules import DATAMODULES
+from latentzoo.evaluation import evaluate, load_model
 
-__all__ = ["EXTRACTOR_KEYS", "RunOptions", "ensure_evaluator", "run_cells", "score_cell"]
+__all__ = ["RunOptions", "ensure_evaluator", "run_cells", "score_cell"]
 
-# The numbers FIDCallback gives, which differ by extractor: ``fid`` becomes ``fid_<extractor>``.
-EXTRACTOR_KEYS = ("fid", "fid_recon", "kid", "kid_std", "precision", "recall")
-# Numbers of the model and its prior, the same for every sampler: measured with the first one.
-SAMPLER_FREE = ("holes", "kl_prior_agg", "kl_agg_prior", "offdiag_cov", "active_dims")
 FAIL_TAIL = 15  # lines of a failed fit's output kept in failed.json
 
 
@@ -60,6 +55,19 @@ def ensure_evaluator(suite: Suite, data: dict, out: Path, accelerator: str) -> P
     return path
 
 
+def stop_child(child: subprocess.Popen[bytes], grace_s: float = 60.0) -> None:
+    """Stop a cell's ``latentzoo fit`` as a scheduler would: SIGTERM, which saves its
+    ``last.ckpt`` and ends it, then SIGKILL if it has not ended within ``grace_s``."""
+    if child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
 def train_cell(files: CellFiles, options: RunOptions) -> tuple[int, float, bool]:
     """Run the cell's ``latentzoo fit``; (exit status, wall seconds, resumed)."""
     resumed = files.last.is_file()
@@ -73,7 +81,12 @@ def train_cell(files: CellFiles, options: RunOptions) -> tuple[int, float, bool]
     with files.log.open("a") as log:
         log.write(f"\n$ {' '.join(cmd)}\n")
         log.flush()
-        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+        child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            code = child.wait()
+        except BaseException:  # Ctrl-C, SIGTERM: the cell keeps a last.ckpt to resume from
+            stop_child(child)
+            raise
     wall = time.perf_counter() - start
     if code == 0:
         files.record_trained(wall, resumed, "latentzoo benchmark")
@@ -83,68 +96,31 @@ def train_cell(files: CellFiles, options: RunOptions) -> tuple[int, float, bool]
     return code, wall, resumed
 
 
-def _args(
-    files: CellFiles, sampler: str, extractor: str, evaluator: Path | None, options: RunOptions
-) -> Namespace:
-    cell, m = files.cell, files.cell.metrics
-    argv = [
-        "--ckpt_path",
-        str(files.last),
-        "--data",
-        json.dumps(cell.fit["data"]),
-        "--sampler",
-        sampler,
-        "--extractor",
-        extractor,
-        "--split",
-        "test",
-        f"--num_samples={m.num_samples}",
-        f"--num_real={m.num_real}",
-        f"--seed={cell.seed}",
-        f"--accelerator={options.accelerator}",
-    ]
-    if evaluator is not None:
-        argv += ["--evaluator", str(evaluator)]
-    if options.inception_weights:
-        argv += ["--inception_weights", options.inception_weights]
-    return build_parser().parse_args(argv)
-
-
 def score_cell(files: CellFiles, suite: Suite, evaluator: Path | None, options: RunOptions) -> None:
     """Write ``scores/<sampler>.json`` for every sampler not scored yet, and the pictures."""
-    cell, m = files.cell, files.cell.metrics
-    data: InMemoryDataModule | None = None
-    for i, sampler in enumerate(suite.samplers):
-        if files.scored(sampler):
-            continue
-        first = read_json(files.scores(suite.samplers[0])) if i else None
-        metrics: dict[str, float | None] = {}
-        for j, extractor in enumerate(m.extractors):
-            args = _args(files, sampler, extractor, evaluator, options)
-            measure_cell = j == 0 and first is None  # holes, active dims: once per cell
-            args.holes, args.active_dims = measure_cell and m.holes, measure_cell and m.active_dims
-            args.diversity = j == 0 and m.diversity
-            args.class_radius = m.class_radius
-            args.pictures, args.media_dir = measure_cell, str(files.media / sampler)
-            args.progress_bar = False
-            if data is None:
-                data = build_parser().instantiate_classes(args).data
-            callbacks = checkpoint_callbacks(args, data)
-            if j == 0:
-                fitted = callbacks[0]  # the LatentSampler, fitted once for every extractor
-                title = f"{cell.name} {sampler}"
-                callbacks.append(SampleFigure(files.samples_png(sampler), cell.seed, title))
-            callbacks[0] = fitted
-            values = score_checkpoint(args, data, callbacks)
-            for key, value in values.items():
-                name = key.removeprefix("test/")
-                if name in EXTRACTOR_KEYS:
-                    metrics[f"{name}_{extractor}"] = value
-                elif j == 0:
-                    metrics[name] = value
-            _keep_holes_picture(files, sampler)
-        if first is not None:  # the cell's own numbers, measured with the first sampler
-            metrics.update({k: v for k, v in first["metrics"].items() if k in SAMPLER_FREE})
+    cell = files.cell
+    todo = [s for s in suite.samplers if not files.scored(s)]
+    if not todo:
+        return
+    spec = dataclasses.replace(
+        cell.metrics,
+        sampler=todo,
+        evaluator=str(evaluator)
+        if cell.metrics.evaluator == EVALUATOR_PENDING
+        else cell.metrics.evaluator,
+        inception_weights=options.inception_weights or cell.metrics.inception_weights,
+    )
+    data = cell.fit["data"]
+    datamodule = DATAMODULES.resolve(data["class_path"])(**data["init_args"])
+    results = evaluate(
+        load_model(files.last),
+        datamodule,
+        spec,
+        out_dir=files.media,
+        accelerator=options.accelerator,
+        progress=options.progress_bar,
+    )
+    for sampler, row in results.rows.items():
         write_json(
             files.scores(sampler),
             {
@@ -153,22 +129,11 @@ def score_cell(files: CellFiles, suite: Suite, evaluator: Path | None, options: 
                 "point": cell.point,
                 "seed": cell.seed,
                 "sampler": sampler,
-                "extractors": list(m.extractors),
-                "num_samples": m.num_samples,
-                "num_real": m.num_real,
-                "metrics": metrics,
+                "spec": spec_record(cell.metrics),
+                "protocol": results.protocol(),
+                "metrics": row,
             },
         )
-
-
-def _keep_holes_picture(files: CellFiles, sampler: str) -> None:
-    folder = files.media / sampler / "images"  # where log_image puts them without a logger
-    pictures = sorted(folder.glob("holes_latents_step*.png"))
-    if pictures:
-        pictures[-1].replace(files.holes_png)
-    for path in (folder, folder.parent):
-        if path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
 
 
 @dataclass
@@ -213,7 +178,7 @@ def _run_cell(
     elif not files.trained.is_file():
         files.record_trained(None, False, "last.ckpt at the budget (trained elsewhere)")
     evaluator = None
-    if files.cell.metrics.diversity or "domain" in files.cell.metrics.extractors:
+    if files.cell.metrics.evaluator == EVALUATOR_PENDING:
         data = files.cell.fit["data"]
         key = data["class_path"]
         if key not in evaluators:

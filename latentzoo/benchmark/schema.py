@@ -1,33 +1,40 @@
-"""The pieces of a benchmark suite (:class:`Suite`, :class:`Cell`, :class:`Metrics`) and the
-checks of its parts, each failing with one :class:`SuiteError` line that names the key and what it
-allows. :mod:`latentzoo.benchmark.suite` reads a whole suite with them.
+"""The pieces of a benchmark suite (:class:`Suite`, :class:`Cell`) and the checks of its parts,
+each failing with one :class:`SuiteError` line that names the key and what it allows.
+:mod:`latentzoo.benchmark.suite` reads a whole suite with them.
+
+A suite's ``metrics:`` section is an :class:`~latentzoo.evaluation.EvaluationSpec`, parsed by
+jsonargparse exactly as ``latentzoo evaluate``'s options are (:func:`parse_spec`).
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
-import inspect
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
-SamplerKind = str
-from latentzoo.datamodules import InMemoryDataModule
-from latentzoo.metrics.extractors import ExtractorName
-from latentzoo.zoo import AutoencoderModule, get_model_class
+from jsonargparse import ArgumentParser
+
+from latentzoo.datamodules import DATAMODULES, InMemoryDataModule
+from latentzoo.evaluation import EvaluationSpec
+from latentzoo.metrics.extractors import EXTRACTORS
+from latentzoo.registry import RegistryError
+from latentzoo.zoo import MODELS, AutoencoderModule
 
 __all__ = [
+    "EVALUATOR_PENDING",
     "Cell",
-    "Metrics",
     "Suite",
     "SuiteError",
     "check_keys",
     "class_spec",
-    "parse_metrics",
+    "parse_spec",
     "resolve_data_class",
     "resolve_model_class",
+    "spec_record",
+    "translate_legacy",
 ]
 
 SUITE_KEYS = {
@@ -47,35 +54,18 @@ SUITE_KEYS = {
 }
 REQUIRED_KEYS = ("name", "data", "trainer", "seeds", "models", "samplers", "metrics")
 MODEL_KEYS = {"name", "class_path", "init_args", "recipe"}
-METRIC_KEYS = {
-    "extractors",
-    "num_samples",
-    "num_real",
-    "holes",
-    "active_dims",
-    "diversity",
-    "class_radius",
-}
 GRID_ROOTS = ("model", "data", "trainer", "metrics")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]*(_[A-Za-z0-9.+-]+)*$")  # no "__"
+# The spec's evaluator until the suite has trained it (OUT/evaluators/<DataModule>.ckpt).
+EVALUATOR_PENDING = "<the suite's domain evaluator>"
+# Spec fields that say where things are, not what is measured: scores stay valid across them.
+LOCATION_FIELDS = ("evaluator", "inception_weights", "cache_dir")
+# The metrics section before it was an EvaluationSpec; still read (see _translate_legacy).
+LEGACY_KEYS = {"extractors", "holes", "active_dims", "diversity", "class_radius"}
 
 
 class SuiteError(ValueError):
     """A suite that cannot run; the message names the key and what it allows."""
-
-
-@dataclass(frozen=True)
-class Metrics:
-    """What is measured on every (cell, sampler): FID/KID/precision/recall with each extractor,
-    and once per cell the holes and active dimensions; ``diversity`` (H2) per sampler."""
-
-    extractors: tuple[ExtractorName, ...]
-    num_samples: int = 2000
-    num_real: int = 2000
-    holes: bool = True
-    active_dims: bool = True
-    diversity: bool = False
-    class_radius: int = 0  # prior points of the class-radius estimate (with diversity); 0: off
 
 
 @dataclass
@@ -88,7 +78,7 @@ class Cell:
     grid: dict[str, Any]  # the grid point's overrides, dotted key -> value
     seed: int
     fit: dict[str, Any]  # model, data and trainer of the fit config, without the logger
-    metrics: Metrics
+    metrics: EvaluationSpec  # what is measured (sampler: the suite's samplers; seed: the cell's)
 
     @property
     def row(self) -> tuple[str, str]:
@@ -118,8 +108,8 @@ class Suite:
     data: dict[str, Any]
     trainer: dict[str, Any]
     seeds: list[int]
-    samplers: list[SamplerKind]
-    metrics: Metrics
+    samplers: list[str]
+    metrics: EvaluationSpec
     evaluator: dict[str, Any] | None
     wandb: dict[str, Any] | None
     recipes: dict[str, str] = field(default_factory=dict)
@@ -139,32 +129,95 @@ def check_keys(mapping: Any, allowed: set[str], where: str) -> dict[str, Any]:
     return mapping
 
 
-def parse_metrics(raw: Any, where: str) -> Metrics:
-    """The ``metrics`` mapping as :class:`Metrics`."""
-    check_keys(raw, METRIC_KEYS, where)
-    allowed = get_args(ExtractorName)
+def parse_spec(
+    raw: Any, samplers: list[str], seed: int, evaluator: bool, where: str
+) -> EvaluationSpec:
+    """A suite's ``metrics`` mapping as the :class:`EvaluationSpec` of a cell.
+
+    Args:
+        raw: The mapping (the spec's fields; ``sampler`` comes from the suite's ``samplers``).
+        samplers: The suite's samplers.
+        seed: The cell's seed (its samples and metrics are seeded like its training).
+        evaluator: Whether the suite trains a domain evaluator (the spec then names it
+            :data:`EVALUATOR_PENDING` until it is trained).
+    """
+    raw = translate_legacy(raw, where)
+    if "sampler" in raw or "seed" in raw:
+        raise SuiteError(f"{where}: the samplers are the suite's 'samplers', the seeds its 'seeds'")
+    given = {**raw, "sampler": list(samplers), "seed": seed}
+    if evaluator and given.get("evaluator") is None:
+        given["evaluator"] = EVALUATOR_PENDING
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(EvaluationSpec, nested_key="metrics")
+    try:
+        parsed = parser.parse_object({"metrics": given})
+        instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
+        spec = instantiate(parsed).metrics
+    except ValueError as err:  # the spec's own checks
+        raise SuiteError(f"{where}: {_first_line(err)}{_evaluator_hint(err)}") from None
+    except Exception as err:  # jsonargparse's ArgumentError: an unknown key, a wrong type
+        raise SuiteError(f"{where}: {_first_line(err)}") from None
+    assert isinstance(spec, EvaluationSpec)
+    return spec
+
+
+def translate_legacy(raw: Any, where: str) -> dict[str, Any]:
+    """A ``metrics`` section as the spec's fields; the format before the spec (``extractors``,
+    ``holes``/``active_dims``/``diversity`` flags, ``class_radius`` points, 2,000 samples, the
+    test split) is read as it always was, so old suite files run unchanged."""
+    if not isinstance(raw, dict):
+        raise SuiteError(f"{where} must be a mapping of the evaluation's settings")
+    if not LEGACY_KEYS & set(raw):
+        return raw
+    mixed = sorted({"extractor", "metrics", "metric_options"} & set(raw))
+    if mixed:
+        raise SuiteError(f"{where}: {mixed[0]!r} with the old keys; write one format or the other")
     extractors = raw.get("extractors")
+    names = EXTRACTORS.list()
     if not isinstance(extractors, list) or not extractors:
-        raise SuiteError(f"{where}.extractors: a non-empty list of {', '.join(allowed)}")
+        raise SuiteError(f"{where}.extractors: a non-empty list of {', '.join(names)}")
     for e in extractors:
-        if e not in allowed:
+        if e not in EXTRACTORS:
             raise SuiteError(
-                f"{where}.extractors: unknown extractor {e!r}; allowed: {', '.join(allowed)}"
+                f"{where}.extractors: unknown extractor {e!r}; allowed: {', '.join(names)}"
             )
-    counts = {k: raw.get(k, getattr(Metrics, k)) for k in ("num_samples", "num_real")}
-    for key, n in counts.items():
-        if not isinstance(n, int) or n < 10:
-            raise SuiteError(f"{where}.{key}: an integer >= 10, got {n!r}")
-    flags = {k: raw.get(k, getattr(Metrics, k)) for k in ("holes", "active_dims", "diversity")}
-    for key, v in flags.items():
-        if not isinstance(v, bool):
-            raise SuiteError(f"{where}.{key}: true or false, got {v!r}")
+    flags = {"holes": True, "active_dims": True, "diversity": False}
+    for key, default in flags.items():
+        flags[key] = raw.get(key, default)
+        if not isinstance(flags[key], bool):
+            raise SuiteError(f"{where}.{key}: true or false, got {flags[key]!r}")
     radius = raw.get("class_radius", 0)
     if not isinstance(radius, int) or isinstance(radius, bool) or radius < 0:
         raise SuiteError(f"{where}.class_radius: an integer >= 0, got {radius!r}")
     if radius and not flags["diversity"]:
         raise SuiteError(f"{where}.class_radius: measured with diversity; add diversity: true")
-    return Metrics(extractors=tuple(extractors), **counts, **flags, class_radius=radius)
+    metrics = ["fid", "kid", "precision_recall", *(k for k, on in flags.items() if on)]
+    rest = {k: v for k, v in raw.items() if k not in LEGACY_KEYS}
+    new = {"extractor": list(extractors), "num_samples": 2000, "num_real": 2000, "split": "test"}
+    new |= rest | {"metrics": metrics + (["class_radius"] if radius else [])}
+    if radius:
+        new["metric_options"] = {"class_radius": {"points": radius}}
+    return new
+
+
+def _first_line(err: Exception) -> str:
+    text = " ".join(str(err).split())
+    text = text.replace("Group 'metrics' does not accept option", "unknown key")
+    return re.sub(r'Parser key "metrics\.([^"]+)":', r"\1:", text)
+
+
+def _evaluator_hint(err: Exception) -> str:
+    if "evaluator" in str(err):
+        return "; add 'evaluator: {max_epochs: 3}' to the suite to train one"
+    return ""
+
+
+def spec_record(spec: EvaluationSpec) -> dict[str, Any]:
+    """What a cell's scores were measured under: the spec without where things are."""
+    record = dataclasses.asdict(spec)
+    for name in LOCATION_FIELDS:
+        record.pop(name, None)
+    return record
 
 
 def class_spec(raw: Any, where: str, resolve: Any) -> dict[str, Any]:
@@ -181,35 +234,17 @@ def class_spec(raw: Any, where: str, resolve: Any) -> dict[str, Any]:
     return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(init_args)}
 
 
-def _import_class(class_path: str, where: str) -> type:
-    module, _, name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        raise SuiteError(
-            f"{where}: class_path {class_path!r} does not resolve to a class"
-        ) from None
-
-
 def resolve_model_class(class_path: str, where: str) -> type[AutoencoderModule]:
     """A zoo model by registered name (``VAE``) or by class path (``latentzoo.zoo.VAE``)."""
-    if "." not in class_path:
-        try:
-            return get_model_class(class_path)
-        except KeyError as err:
-            raise SuiteError(f"{where}: {err.args[0]}") from None
-    cls = _import_class(class_path, where)
-    if not (inspect.isclass(cls) and issubclass(cls, AutoencoderModule)):
-        raise SuiteError(f"{where}: {class_path} is not a latentzoo model (AutoencoderModule)")
-    return cls
+    try:
+        return MODELS.resolve(class_path, allow_import=True)
+    except RegistryError as err:
+        raise SuiteError(f"{where}: {err}") from None
 
 
 def resolve_data_class(class_path: str, where: str) -> type[InMemoryDataModule]:
-    if "." not in class_path:
-        class_path = f"latentzoo.datamodules.{class_path}"
-    cls = _import_class(class_path, where)
-    if not (inspect.isclass(cls) and issubclass(cls, InMemoryDataModule)):
-        raise SuiteError(
-            f"{where}: {class_path} is not a latentzoo datamodule (InMemoryDataModule)"
-        )
-    return cls
+    """A datamodule by name (``FashionMNIST``) or by class path."""
+    try:
+        return DATAMODULES.resolve(class_path, allow_import=True)
+    except RegistryError as err:
+        raise SuiteError(f"{where}: {err}") from None

@@ -6,8 +6,8 @@ metrics; ``docs/benchmarks.md`` has the schema. A *cell* is one model at one gri
 seed, named ``<model>__<grid point>__seed<k>``: an ordinary ``latentzoo fit`` run.
 
 A grid point is a mapping of dotted keys into the cell's config (``model.init_args.latent_dim``,
-``data.init_args.latent_dim``, ``trainer.max_epochs``) or into the suite's metrics
-(``metrics.extractors``); ``data`` may also be a whole ``{class_path, init_args}``, which keeps the
+``data.init_args.latent_dim``, ``trainer.max_epochs``) or into the suite's evaluation spec
+(``metrics.extractor``); ``data`` may also be a whole ``{class_path, init_args}``, which keeps the
 suite's data arguments its class accepts (the batch size). ``name`` labels the point; without it
 the label is made from the values. Everything is checked here, before anything trains.
 """
@@ -15,6 +15,7 @@ the label is made from the values. Everything is checked here, before anything t
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib.resources
 import inspect
 from pathlib import Path
@@ -29,17 +30,18 @@ from latentzoo.benchmark.schema import (
     SAFE_NAME,
     SUITE_KEYS,
     Cell,
-    Metrics,
     Suite,
     SuiteError,
     check_keys,
     class_spec,
-    parse_metrics,
+    parse_spec,
     resolve_data_class,
     resolve_model_class,
+    translate_legacy,
 )
-
-SamplerKind = str
+from latentzoo.callbacks.latent_sampler import check_sampler_name, sampler_names
+from latentzoo.evaluation import EvaluationSpec
+from latentzoo.metrics.registry import METRICS
 from latentzoo.zoo import AutoencoderModule
 
 __all__ = ["builtin_suites", "load_suite", "parse_suite"]
@@ -94,15 +96,18 @@ def parse_suite(raw: dict[str, Any]) -> Suite:
     wandb = raw.get("wandb")
     if wandb is not None:
         check_keys(wandb, {"project", "entity"}, "wandb")
+    samplers = _samplers(raw["samplers"])
+    data = class_spec(raw["data"], "data", resolve_data_class)
+    _check_fits_data(data, translate_legacy(raw["metrics"], "metrics"), "suite")
     suite = Suite(
         name=name,
         description=" ".join(str(raw.get("description", "")).split()),
         expected_time=str(raw.get("expected_time", "not stated")),
-        data=class_spec(raw["data"], "data", resolve_data_class),
+        data=data,
         trainer=dict(trainer),
         seeds=list(seeds),
-        samplers=_samplers(raw["samplers"]),
-        metrics=parse_metrics(raw["metrics"], "metrics"),
+        samplers=samplers,
+        metrics=parse_spec(raw["metrics"], samplers, seeds[0], evaluator is not None, "metrics"),
         evaluator=None if evaluator is None else dict(evaluator),
         wandb=wandb,
     )
@@ -111,23 +116,26 @@ def parse_suite(raw: dict[str, Any]) -> Suite:
     points = _grid(raw.get("grid"))
     suite.grid_keys = list(dict.fromkeys(k for _, p in points for k in p))
     for label, point in points:
-        data, metrics = _point(suite, raw["metrics"], point, f"grid point {label or 0}")
+        data, spec = _point(suite, raw["metrics"], point, f"grid point {label or 0}")
         for model in models:
             for seed in suite.seeds:
                 trainer = _set_all(copy.deepcopy(suite.trainer), point, "trainer")
                 fit = {"model": _model_spec(model, point), "data": data, "trainer": trainer}
                 name = "__".join(p for p in (model["name"], label, f"seed{seed}") if p)
-                suite.cells.append(Cell(name, model["name"], label, point, seed, fit, metrics))
+                cell_spec = dataclasses.replace(spec, seed=seed)
+                suite.cells.append(Cell(name, model["name"], label, point, seed, fit, cell_spec))
     return suite
 
 
-def _samplers(raw: Any) -> list[SamplerKind]:
-    allowed = SamplerKind.__args__  # type: ignore[attr-defined]
+def _samplers(raw: Any) -> list[str]:
     if not isinstance(raw, list) or not raw:
-        raise SuiteError(f"samplers: a non-empty list of {', '.join(allowed)}")
+        raise SuiteError("samplers: a non-empty list of samplers (prior, gmm, two_stage, ...)")
     for s in raw:
-        if s not in allowed:
-            raise SuiteError(f"samplers: unknown sampler {s!r}; allowed: {', '.join(allowed)}")
+        try:
+            check_sampler_name(str(s))
+        except ValueError:
+            allowed = ", ".join(sampler_names())
+            raise SuiteError(f"samplers: unknown sampler {s!r}; allowed: {allowed}") from None
     if len(set(raw)) != len(raw):
         raise SuiteError(f"samplers: {raw} repeats a sampler")
     return list(raw)
@@ -232,8 +240,8 @@ def _model_spec(model: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
 
 def _point(
     suite: Suite, raw_metrics: dict[str, Any], point: dict[str, Any], where: str
-) -> tuple[dict[str, Any], Metrics]:
-    """The data spec and the metrics at one grid point, checked against each other."""
+) -> tuple[dict[str, Any], EvaluationSpec]:
+    """The data spec and the evaluation spec at one grid point, checked against each other."""
     data = copy.deepcopy(suite.data)
     if "data" in point:
         new = class_spec(point["data"], f"{where}: data", resolve_data_class)
@@ -246,33 +254,33 @@ def _point(
         }
     data = _set_all(data, point, "data")
     metrics_raw = _set_all({**raw_metrics, **point.get("metrics", {})}, point, "metrics")
-    metrics = parse_metrics(metrics_raw, f"{where}: metrics")
-    _check_metrics_fit_data(suite, data, metrics, where)
-    return data, metrics
+    _check_fits_data(data, translate_legacy(metrics_raw, f"{where}: metrics"), where)
+    spec = parse_spec(metrics_raw, suite.samplers, suite.seeds[0], suite.evaluator is not None,
+                      f"{where}: metrics")  # fmt: skip
+    return data, spec
 
 
-def _check_metrics_fit_data(
-    suite: Suite, data: dict[str, Any], metrics: Metrics, where: str
-) -> None:
+def _check_fits_data(data: dict[str, Any], metrics: dict[str, Any], where: str) -> None:
+    """The extractors and metrics a point asks for against its data set's shape and labels."""
     cls = resolve_data_class(data["class_path"], where)
     try:
         shape = tuple(cls(**data["init_args"]).data_shape)
     except (TypeError, ValueError) as err:
         raise SuiteError(f"{where}: data {cls.__name__}: {err}") from None
-    if "inception" in metrics.extractors and len(shape) != 3:
+    extractors = metrics.get("extractor", "inception")
+    extractors = [extractors] if isinstance(extractors, str) else list(extractors)
+    if "inception" in extractors and len(shape) != 3:
         raise SuiteError(
-            f"{where}: metrics.extractors: 'inception' needs images, {cls.__name__} gives vectors "
+            f"{where}: metrics.extractor: 'inception' needs images, {cls.__name__} gives vectors "
             f"of shape {shape}; use 'pixels'"
         )
-    wants_domain = "domain" in metrics.extractors or metrics.diversity
-    if wants_domain and getattr(cls, "num_classes", None) is None:
+    named = [n for n in metrics.get("metrics") or [] if n in METRICS]
+    needs_classes = "domain" in extractors or any(
+        "evaluator" in METRICS.get(n).needs for n in named
+    )
+    if needs_classes and getattr(cls, "num_classes", None) is None:
         raise SuiteError(
-            f"{where}: the 'domain' extractor and diversity need a classifier of the data's "
-            f"classes, and {cls.__name__} has no class labels; use 'pixels' or 'inception' and "
-            "diversity: false"
-        )
-    if wants_domain and suite.evaluator is None:
-        raise SuiteError(
-            f"{where}: the 'domain' extractor and diversity need the domain evaluator: add "
-            "'evaluator: {max_epochs: 3}' to the suite"
+            f"{where}: the 'domain' extractor and the diversity metrics need a classifier of the "
+            f"data's classes, and {cls.__name__} has no class labels; use 'pixels' or "
+            "'inception' and leave out diversity"
         )

@@ -37,11 +37,15 @@ from typing_extensions import override
 from latentzoo.callbacks.base import PeriodicEvaluation, Stage
 from latentzoo.callbacks.log_media import run_dir
 from latentzoo.metrics.active_units import BURDA_THRESHOLD, LatentVariance, active_units
+from latentzoo.metrics.registry import EvaluationContext, MetricKey, register_model_metric
 from latentzoo.zoo import AutoencoderModule
 
 __all__ = ["ActiveDims", "render_trajectory"]
 
 
+@register_model_metric(
+    "active_dims", (MetricKey("active_dims", (), None, "active latent dimensions", plotted=True),)
+)
 class ActiveDims(PeriodicEvaluation):
     """Log the number of active latent dimensions and a heat map of their trajectory.
 
@@ -61,6 +65,11 @@ class ActiveDims(PeriodicEvaluation):
         self.trajectory: list[Tensor] = []  # one (latent_dim,) vector per validation epoch
         self._variance: LatentVariance | None = None
         self._gated = False  # whether the trajectory holds gate values (else variances)
+
+    @classmethod
+    def for_evaluation(cls, context: EvaluationContext, **options: Any) -> ActiveDims:
+        """As :func:`latentzoo.evaluate` runs it: on the test batches."""
+        return cls(**options)
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

@@ -20,6 +20,7 @@ docs), ``stage/classes_covered``, ``stage/distance_bound`` (log(4 pi H2) / sqrt(
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import lightning as L
 import torch
@@ -29,11 +30,21 @@ from typing_extensions import override
 from latentzoo.callbacks.base import PeriodicEvaluation, Stage
 from latentzoo.metrics.diversity import ClassDiversity, class_radius, nearest_other_class_distance
 from latentzoo.metrics.extractors import DomainFeatures
+from latentzoo.metrics.registry import EvaluationContext, MetricKey, register_model_metric
 from latentzoo.zoo import AutoencoderModule
 
 __all__ = ["DiversityCallback"]
 
 
+@register_model_metric(
+    "diversity",
+    (
+        MetricKey("h2", ("sampler",), "higher", "H2, class diversity [nats]"),
+        MetricKey("classes_covered", ("sampler",), "higher", "classes covered"),
+        MetricKey("distance_bound", ("sampler",), None, "class-distance bound"),
+    ),
+    needs=("evaluator",),
+)
 class DiversityCallback(PeriodicEvaluation):
     """Histogram of the evaluator's predictions on ``model.sample(n)``; H2, coverage, bound.
 
@@ -45,6 +56,8 @@ class DiversityCallback(PeriodicEvaluation):
         latent_distance_samples: Prior points for the pool distance (0: off).
         class_radius_samples: Prior points for the class radius (0: off).
         class_radius_directions: Random directions searched per point after DeepFool.
+        histogram: Measure the class histogram of the samples (H2, coverage, bound); False
+            measures only the distances asked for (the ``class_radius`` metric alone).
         batch_size: Generation batch size.
         seed: Seeds the samples (batch b uses ``seed + b``, on any number of ranks).
     """
@@ -57,6 +70,7 @@ class DiversityCallback(PeriodicEvaluation):
         latent_distance_samples: int = 0,
         class_radius_samples: int = 0,
         class_radius_directions: int = 8,
+        histogram: bool = True,
         batch_size: int = 500,
         seed: int = 0,
     ) -> None:
@@ -78,8 +92,16 @@ class DiversityCallback(PeriodicEvaluation):
             batch_size,
             seed,
         )
+        self.histogram = histogram
         self.classifier: DomainFeatures | None = None
         self.metric: ClassDiversity | None = None
+
+    @classmethod
+    def for_evaluation(cls, context: EvaluationContext, **options: Any) -> DiversityCallback:
+        """As :func:`latentzoo.evaluate` runs it: the samples' class histogram alone."""
+        assert context.evaluator is not None, "the registry says diversity needs an evaluator"
+        return cls(context.evaluator, num_samples=context.num_samples,
+                   batch_size=context.batch_size, seed=context.seed, **options)  # fmt: skip
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -97,15 +119,15 @@ class DiversityCallback(PeriodicEvaluation):
     ) -> dict[str, Tensor | float]:
         """Classify this rank's samples and compute the histogram over ranks (collective)."""
         assert self.classifier is not None and self.metric is not None
-        for x in self.sample_batches(
-            trainer, model, self.num_samples, self.batch_size, self.seed, True
-        ):
-            self.metric.update(self.classifier.predict(x))
-        stats = self.metric.compute()  # collective: sums the counts over ranks
-        self.metric.reset()
-        out: dict[str, Tensor | float] = {
-            k: v for k, v in stats.items() if k not in ("histogram", "h2_max")
-        }
+        out: dict[str, Tensor | float] = {}
+        if self.histogram:
+            for x in self.sample_batches(
+                trainer, model, self.num_samples, self.batch_size, self.seed, True
+            ):
+                self.metric.update(self.classifier.predict(x))
+            stats = self.metric.compute()  # collective: sums the counts over ranks
+            self.metric.reset()
+            out |= {k: v for k, v in stats.items() if k not in ("histogram", "h2_max")}
         if self.latent_distance_samples:
             out["latent_distance"] = self._latent_distance(model)
         if self.class_radius_samples:
@@ -144,3 +166,23 @@ class DiversityCallback(PeriodicEvaluation):
             batch_size=self.batch_size,
             generator=torch.Generator().manual_seed(self.seed),
         )
+
+
+@register_model_metric(
+    "class_radius",
+    (
+        MetricKey("class_radius", (), None, "class radius"),
+        MetricKey("class_radius_unresolved", (), "lower", "class radius: share unresolved"),
+    ),
+    needs=("evaluator",),
+    default=False,
+)
+def class_radius_metric(
+    context: EvaluationContext, points: int = 200, **options: Any
+) -> DiversityCallback:
+    """The class radius from ``points`` draws of the model's prior (off unless asked for: it
+    costs ~110 + 28 x (1 + directions) decoder-and-evaluator passes per point)."""
+    assert context.evaluator is not None, "the registry says class_radius needs an evaluator"
+    return DiversityCallback(context.evaluator, class_radius_samples=points, histogram=False,
+                             batch_size=context.batch_size, seed=context.seed,
+                             **options)  # fmt: skip

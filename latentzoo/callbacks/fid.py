@@ -36,12 +36,31 @@ from typing_extensions import override
 
 from latentzoo.callbacks.base import PeriodicEvaluation, Stage
 from latentzoo.callbacks.batches import Split, datamodule_of, dataset_tensors
+from latentzoo.datamodules import InMemoryDataModule
 from latentzoo.metrics.extractors import FeatureExtractor, InceptionFeatures, build_extractor
-from latentzoo.metrics.features import FeatureSet, cache_key, load_features, save_features
-from latentzoo.metrics.registry import METRICS, MetricInfo, feature_metric_names
+from latentzoo.metrics.features import (
+    FeatureMetrics,
+    FeatureSet,
+    cache_key,
+    load_features,
+    save_features,
+)
+from latentzoo.metrics.registry import feature_metric_names
 from latentzoo.zoo import AutoencoderModule
 
-__all__ = ["FIDCallback", "inception_cost_message"]
+__all__ = ["FIDCallback", "inception_cost_message", "real_features_key"]
+
+
+def real_features_key(dm: InMemoryDataModule, split: Split, num_real: int, source: str) -> str:
+    """The cache key of the first ``num_real`` samples of a split's features: the datamodule's
+    class and arguments (not its loader settings), the split, the count, the extractor."""
+    args = {
+        k: v
+        for k, v in sorted(vars(dm).items())
+        if isinstance(v, int | float | str) and k not in ("batch_size", "num_workers", "download")
+    }
+    data = f"{type(dm).__module__}.{type(dm).__qualname__}"
+    return cache_key(data=data, args=args, split=split, num_real=num_real, extractor=source)
 
 
 def inception_cost_message(rate: float, counts: dict[str, int], world_size: int = 1) -> str:
@@ -123,17 +142,17 @@ class FIDCallback(PeriodicEvaluation):
             skipped = {"kid"} if not kid else set()
             skipped |= {"precision_recall"} if not precision_recall else set()
             metrics = [n for n in feature_metric_names() if n not in skipped]
-        self.infos = [self._feature_metric(n) for n in metrics]
         options = {k: dict(v) for k, v in (metric_options or {}).items()}
         options.setdefault("kid", {}).setdefault("subset_size", kid_subset_size)
         options.setdefault("precision_recall", {}).setdefault("k", pr_k)
-        if "precision_recall" in metrics and min(num_samples, num_real) <= pr_k:
+        self.metrics = FeatureMetrics(metrics, options, seed)
+        k = int(self.metrics.options.get("precision_recall", {}).get("k", pr_k))
+        if "precision_recall" in self.metrics.names and min(num_samples, num_real) <= k:
             rank_zero_warn(
-                f"FIDCallback: precision/recall need more than pr_k={pr_k} samples and real "
+                f"FIDCallback: precision/recall need more than pr_k={k} samples and real "
                 f"samples, got {num_samples} and {num_real}: not measured"
             )
-            self.infos = [i for i in self.infos if i.name != "precision_recall"]
-        self.options = {i.name: options.get(i.name, {}) for i in self.infos}
+            self.metrics.without("precision_recall")
         self.extractor_name = extractor
         self.inception_weights, self.evaluator = inception_weights, evaluator
         self.num_samples, self.num_real, self.real_split = num_samples, num_real, real_split
@@ -145,16 +164,6 @@ class FIDCallback(PeriodicEvaluation):
         self._real_key: str | None = None
         self._cost_said = False  # the Inception-on-CPU estimate is said once per callback
         self._planned: dict[str, int] = {}  # images to featurise in the running evaluation
-
-    @staticmethod
-    def _feature_metric(name: str) -> MetricInfo:
-        info = METRICS.get(name)
-        if info.kind != "features":
-            raise ValueError(
-                f"{name!r} is a model metric, not one of features; feature metrics: "
-                f"{', '.join(feature_metric_names())}"
-            )
-        return info
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -182,7 +191,7 @@ class FIDCallback(PeriodicEvaluation):
     ) -> dict[str, Tensor]:
         """This stage's feature metrics (collective: every rank calls it)."""
         recon_split: Split = "test" if stage == "test" else "val"
-        recon = self.reconstruction and any(i.reconstructions for i in self.infos)
+        recon = self.reconstruction and self.metrics.wants_reconstructions()
         self._planned = {"samples": self.num_samples}
         if recon:
             n_recon = min(self.num_samples, len(dataset_tensors(trainer, recon_split)[0]))
@@ -193,7 +202,7 @@ class FIDCallback(PeriodicEvaluation):
             trainer, model, self.num_samples, self.batch_size, self.seed, images
         )
         fake = self._gathered(trainer, model, batches)
-        values = self._compute(real, fake, reconstructions=False)
+        values = self.metrics.compute(real, fake)
         if recon:
             recons = (
                 model.reconstruct(x).clamp(0, 1) if images else model.reconstruct(x)
@@ -201,18 +210,8 @@ class FIDCallback(PeriodicEvaluation):
                     trainer, model, recon_split, self.num_samples, self.batch_size
                 )
             )
-            values |= self._compute(real, self._gathered(trainer, model, recons), True)
+            values |= self.metrics.compute(real, self._gathered(trainer, model, recons), True)
         return {f"{k}{self.key_suffix}": v for k, v in values.items()}
-
-    def _compute(self, real: Tensor, fake: Tensor, reconstructions: bool) -> dict[str, Tensor]:
-        values: dict[str, Tensor] = {}
-        for info in self.infos:
-            if reconstructions and not info.reconstructions:
-                continue
-            out = info.compute(real, fake, seed=self.seed, **self.options[info.name])
-            suffix = "_recon" if reconstructions else ""
-            values |= {f"{k}{suffix}": torch.as_tensor(v).float() for k, v in out.items()}
-        return values
 
     def _gathered(
         self, trainer: L.Trainer, model: AutoencoderModule, batches: Any, extract: bool = True
@@ -246,18 +245,7 @@ class FIDCallback(PeriodicEvaluation):
         """The real features of every rank (read from the cache or extracted and cached)."""
         assert self.extractor is not None
         dm = datamodule_of(trainer)  # no split is loaded here: a cache hit needs none
-        key = cache_key(
-            data=f"{type(dm).__module__}.{type(dm).__qualname__}",
-            args={
-                k: v
-                for k, v in sorted(vars(dm).items())
-                if isinstance(v, int | float | str)
-                and k not in ("batch_size", "num_workers", "download")
-            },
-            split=self.real_split,
-            num_real=self.num_real,
-            extractor=self.extractor.source,
-        )
+        key = real_features_key(dm, self.real_split, self.num_real, self.extractor.source)
         if key != self._real_key or self._real_features is None:
             path = self.cache_dir / f"{key}.pt"
             cached = load_features(path) if trainer.is_global_zero else None

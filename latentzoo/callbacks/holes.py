@@ -22,6 +22,9 @@ every rank computes the same numbers, and rank 0 alone draws the picture.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
@@ -31,8 +34,9 @@ from typing_extensions import override
 
 from latentzoo.callbacks.base import PeriodicEvaluation, Stage
 from latentzoo.callbacks.batches import Split
-from latentzoo.callbacks.log_media import figure_to_image, log_image
+from latentzoo.callbacks.log_media import figure_to_image, log_image, save_png
 from latentzoo.metrics.holes import AggregatedPosteriorHoles, PriorSampler
+from latentzoo.metrics.registry import EvaluationContext, MetricKey, register_model_metric
 from latentzoo.zoo import AutoencoderModule
 
 __all__ = ["HolesCallback", "holes_figure", "prior_sampler"]
@@ -128,6 +132,15 @@ def prior_sampler(model: AutoencoderModule, dims: Tensor | None) -> PriorSampler
     return sample
 
 
+@register_model_metric(
+    "holes",
+    (
+        MetricKey("holes", (), "lower", "holes (prior mass)"),
+        MetricKey("kl_prior_agg", (), "lower", "KL(p || q) [nats]"),
+        MetricKey("kl_agg_prior", (), "lower", "KL(q || p) [nats]"),
+        MetricKey("offdiag_cov", (), None, "mean |off-diagonal covariance| of the codes"),
+    ),
+)
 class HolesCallback(PeriodicEvaluation):
     """Aggregated-posterior holes, the two KLs and the active-dimension covariance.
 
@@ -140,6 +153,7 @@ class HolesCallback(PeriodicEvaluation):
         every_n_epochs: Evaluate after every k-th validation epoch and at the end of ``fit``
             (:class:`~latentzoo.callbacks.PeriodicEvaluation`); always at validate and test.
         picture: Log the ``holes/latents`` image.
+        picture_path: Also write the picture to this PNG file (rank 0).
         batch_size: Encoding batch size.
         seed: Seeds the prior samples and subsets (the same on every rank and evaluation).
     """
@@ -153,6 +167,7 @@ class HolesCallback(PeriodicEvaluation):
         split: Split = "train",
         every_n_epochs: int = 5,
         picture: bool = True,
+        picture_path: str | None = None,
         batch_size: int = 500,
         seed: int = 0,
     ) -> None:
@@ -162,9 +177,21 @@ class HolesCallback(PeriodicEvaluation):
         if min(num_encodings, num_prior, num_reference) < 4:
             raise ValueError("num_encodings, num_prior and num_reference must be >= 4")
         self.num_encodings, self.split = num_encodings, split
-        self.picture, self.batch_size = picture, batch_size
+        self.picture, self.batch_size = picture or picture_path is not None, batch_size
+        self.picture_path = picture_path
         self.metric = AggregatedPosteriorHoles(num_prior, num_reference, seed=seed, epsilon=epsilon)
         self._codes: Tensor | None = None  # this rank's codes of the last evaluation, to draw
+
+    @classmethod
+    def for_evaluation(cls, context: EvaluationContext, **options: Any) -> HolesCallback:
+        """As :func:`latentzoo.evaluate` runs it: as many prior draws and codes as samples."""
+        picture = (
+            None if context.picture_dir is None else str(Path(context.picture_dir) / "holes.png")
+        )
+        kwargs: dict[str, Any] = {"num_prior": context.num_samples,
+                                  "num_reference": context.num_samples, "picture": False,
+                                  "picture_path": picture, "seed": context.seed}  # fmt: skip
+        return cls(**(kwargs | options))
 
     @override
     def evaluate(
@@ -194,4 +221,8 @@ class HolesCallback(PeriodicEvaluation):
         self._codes = None
         if codes is None or prior is None or holes is None:
             return
-        log_image(trainer, "holes/latents", holes_figure(codes, prior, holes))
+        image = holes_figure(codes, prior, holes)
+        if self.picture_path is not None:
+            save_png(image, Path(self.picture_path))
+        else:
+            log_image(trainer, "holes/latents", image)

@@ -44,9 +44,15 @@ from latentzoo.registry import RegistryError
 from latentzoo.zoo.base import AutoencoderModule
 from latentzoo.zoo.densities import DENSITIES, LatentDensity
 
-__all__ = ["PRIOR", "LatentSampler", "check_sampler_name", "weights_digest"]
+__all__ = ["PRIOR", "LatentSampler", "check_sampler_name", "sampler_names", "weights_digest"]
 
 PRIOR = "prior"  # the model's own generative prior: nothing to fit
+
+
+def sampler_names() -> list[str]:
+    """``prior`` and the registered densities that can be fitted to codes, in registration
+    order (the built-ins: normal, gmm, two_stage)."""
+    return [PRIOR, *(n for n in DENSITIES.names() if DENSITIES.get(n).fittable())]
 
 
 def check_sampler_name(kind: str) -> str:
@@ -54,7 +60,7 @@ def check_sampler_name(kind: str) -> str:
     else a ValueError naming the ones that can."""
     if kind == PRIOR:
         return kind
-    fittable = [PRIOR, *(n for n, cls in DENSITIES.items() if cls.fittable())]
+    fittable = sampler_names()
     try:
         cls = DENSITIES.resolve(kind)
     except RegistryError:

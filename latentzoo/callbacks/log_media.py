@@ -23,7 +23,7 @@ from torch import Tensor
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["figure_to_image", "image_grid", "log_image", "run_dir"]
+__all__ = ["figure_to_image", "image_grid", "log_image", "run_dir", "save_png"]
 
 
 def image_grid(images: Tensor, nrow: int) -> Tensor:
@@ -46,6 +46,17 @@ def figure_to_image(fig: Figure) -> Tensor:
     buf.seek(0)
     rgba = plt.imread(buf)  # (H, W, 4) float in [0, 1]
     return torch.from_numpy(np.ascontiguousarray(rgba[..., :3])).permute(2, 0, 1)
+
+
+def save_png(image: Tensor, path: Path) -> None:
+    """Write a (3, H, W) image in [0, 1] as a PNG (atomically: a killed run leaves none)."""
+    from PIL import Image
+
+    hwc = (image.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    Image.fromarray(hwc).save(tmp)
+    tmp.replace(path)
 
 
 def run_dir(trainer: L.Trainer) -> Path:

@@ -5,7 +5,7 @@ Every latentzoo data set is small enough to sit in memory as ``uint8`` images (C
 ``batch_size`` calls to ``__getitem__`` and a collate, and images stay ``uint8`` until they are on
 the device, where :meth:`InMemoryDataModule.on_after_batch_transfer` turns them into floats in
 ``[0, 1]``. That is what makes the data path several times faster than a per-sample PIL pipeline
-(``benchmarks/throughput.py`` measures it).
+(``perf/throughput.py`` measures it).
 
 A batch is always a pair ``(x, y)``: ``x`` is ``(B, C, H, W)`` images or ``(B, D)`` vectors and
 ``y`` the labels (class indices; for the synthetic set, the true latent code).

@@ -32,7 +32,7 @@ import importlib.resources
 import math
 import warnings
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor, nn
@@ -350,8 +350,11 @@ class DomainFeatures(FeatureExtractor):
         return self.net(x).argmax(1)
 
 
-# The built-in names, as a type for annotations (the registry is the list: plugins add to it).
-ExtractorName = Literal[tuple(EXTRACTORS.list())]  # type: ignore[misc]
+# The built-in names as a Literal (the registry is the list: plugins add to it); a str to mypy.
+if TYPE_CHECKING:
+    ExtractorName = str
+else:
+    ExtractorName = Literal[tuple(EXTRACTORS.list())]
 
 
 def build_extractor(

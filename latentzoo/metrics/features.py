@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,16 @@ from torchmetrics.utilities import dim_zero_cat
 
 from latentzoo.metrics.frechet import frechet_distance_between
 from latentzoo.metrics.precision_recall import precision_recall as _precision_recall
-from latentzoo.metrics.registry import MetricKey, register_feature_metric
+from latentzoo.metrics.registry import (
+    METRICS,
+    MetricInfo,
+    MetricKey,
+    feature_metric_names,
+    register_feature_metric,
+)
 
 __all__ = [
+    "FeatureMetrics",
     "FeatureSet",
     "cache_key",
     "fid",
@@ -46,12 +54,12 @@ __all__ = [
 
 @register_feature_metric(
     "fid",
-    (MetricKey("fid", ("sampler", "extractor"), "lower", "FID"),),
+    (MetricKey("fid", ("sampler", "extractor"), "lower", "FID", plotted=True),),
     reconstructions=True,
 )
 def fid(real: Tensor, fake: Tensor, *, seed: int = 0) -> dict[str, Tensor]:
     """FID: Fréchet distance of Gaussians fitted to the two feature sets (float64)."""
-    return {"fid": frechet_distance_between(real, fake).float()}
+    return {"fid": frechet_distance_between(real, fake)}
 
 
 def kid_estimates(real: Tensor, fake: Tensor, subsets: int, subset_size: int, seed: int) -> Tensor:
@@ -94,7 +102,7 @@ def kid(
 @register_feature_metric(
     "precision_recall",
     (
-        MetricKey("precision", ("sampler", "extractor"), "higher", "precision"),
+        MetricKey("precision", ("sampler", "extractor"), "higher", "precision", plotted=True),
         MetricKey("recall", ("sampler", "extractor"), "higher", "recall"),
     ),
 )
@@ -105,6 +113,63 @@ def precision_recall(real: Tensor, fake: Tensor, *, seed: int = 0, k: int = 3) -
         return {"precision": nan, "recall": nan}
     precision, recall = _precision_recall(real, fake, k)
     return {"precision": precision, "recall": recall}
+
+
+class FeatureMetrics:
+    """The feature metrics of one evaluation: registered names, their options, one seed.
+
+    Args:
+        names: Registered feature metrics (None: every one).
+        options: Per metric, its keyword arguments.
+        seed: Passed to every metric (KID's subsets).
+    """
+
+    def __init__(
+        self,
+        names: Sequence[str] | None = None,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.infos = [self._info(n) for n in (feature_metric_names() if names is None else names)]
+        options = options or {}
+        self.options = {i.name: dict(options.get(i.name, {})) for i in self.infos}
+        self.seed = seed
+
+    @staticmethod
+    def _info(name: str) -> MetricInfo:
+        info = METRICS.get(name)
+        if info.kind != "features":
+            raise ValueError(
+                f"{name!r} is a model metric, not one of features; feature metrics: "
+                f"{', '.join(feature_metric_names(defaults_only=False))}"
+            )
+        return info
+
+    @property
+    def names(self) -> list[str]:
+        return [i.name for i in self.infos]
+
+    def without(self, name: str) -> None:
+        """Drop one metric (it cannot be measured in this setting)."""
+        self.infos = [i for i in self.infos if i.name != name]
+        self.options.pop(name, None)
+
+    def wants_reconstructions(self) -> bool:
+        return any(i.reconstructions for i in self.infos)
+
+    def compute(
+        self, real: Tensor, fake: Tensor, reconstructions: bool = False
+    ) -> dict[str, Tensor]:
+        """Every metric's values for ``fake`` against ``real`` features; with
+        ``reconstructions``, those that apply to reconstructions, keys suffixed ``_recon``."""
+        values: dict[str, Tensor] = {}
+        for info in self.infos:
+            if reconstructions and not info.reconstructions:
+                continue
+            out = info.compute(real, fake, seed=self.seed, **self.options[info.name])
+            suffix = "_recon" if reconstructions else ""
+            values |= {f"{k}{suffix}": torch.as_tensor(v) for k, v in out.items()}
+        return values
 
 
 class FeatureSet(Metric):
@@ -131,9 +196,10 @@ class FeatureSet(Metric):
         self.features.append(features.detach().float())
 
     def compute(self) -> Tensor:
-        if not self.features:
+        features = self.features  # a list before a DDP sync, one tensor after it
+        if isinstance(features, list) and not features:
             return torch.empty(0, self.num_features, device=self.device)
-        return dim_zero_cat(self.features)
+        return dim_zero_cat(features)
 
 
 def cache_key(**parts: Any) -> str:

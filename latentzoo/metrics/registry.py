@@ -54,12 +54,14 @@ class MetricKey:
             and/or the ``extractor`` (a column per extractor); () for a number of the model.
         better: ``lower`` or ``higher`` is better; None where neither (a count, a diagnostic).
         label: The column's name in words, with its unit where it has one.
+        plotted: Drawn against a suite's grid (the headline numbers).
     """
 
     name: str
     varies: tuple[Varies, ...] = ("sampler",)
     better: Better = None
     label: str = ""
+    plotted: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class MetricInfo:
             split, its keys suffixed ``_recon`` (FID's ``fid_recon``).
         needs: What it cannot run without: ``evaluator`` (a domain classifier), ``model`` (not
             on saved samples).
+        default: Computed when an evaluation names no metrics (off for the costly ones).
         description: One line for listings.
     """
 
@@ -98,6 +101,7 @@ class MetricInfo:
     compute: Callable[..., Any]
     reconstructions: bool = False
     needs: frozenset[str] = field(default_factory=frozenset)
+    default: bool = True
     description: str = ""
 
     def all_keys(self) -> tuple[MetricKey, ...]:
@@ -105,7 +109,13 @@ class MetricInfo:
         if not self.reconstructions:
             return self.keys
         recon = tuple(
-            MetricKey(f"{k.name}_recon", ("extractor",), k.better, f"{k.label} (reconstructions)")
+            MetricKey(
+                f"{k.name}_recon",
+                ("extractor",),
+                k.better,
+                f"{k.label} (reconstructions)",
+                k.plotted,
+            )
             for k in self.keys
         )
         return self.keys + recon
@@ -122,7 +132,12 @@ FeatureFn = Callable[..., Mapping[str, Tensor]]
 
 
 def register_feature_metric(
-    name: str, keys: tuple[MetricKey, ...], *, reconstructions: bool = False, description: str = ""
+    name: str,
+    keys: tuple[MetricKey, ...],
+    *,
+    reconstructions: bool = False,
+    default: bool = True,
+    description: str = "",
 ) -> Callable[[FeatureFn], FeatureFn]:
     """Decorator registering ``fn(real, fake, *, seed, **options) -> {key: value}``.
 
@@ -133,8 +148,9 @@ def register_feature_metric(
 
     def decorator(fn: FeatureFn) -> FeatureFn:
         doc = description or (fn.__doc__ or "").strip().split("\n")[0]
-        METRICS.register(MetricInfo(name, "features", keys, fn, reconstructions, frozenset(),
-                                    doc), name=name)  # fmt: skip
+        info = MetricInfo(name, "features", keys, fn, reconstructions, default=default,
+                          description=doc)  # fmt: skip
+        METRICS.register(info, name=name)
         return fn
 
     return decorator
@@ -145,6 +161,7 @@ def register_model_metric(
     keys: tuple[MetricKey, ...],
     *,
     needs: tuple[str, ...] = (),
+    default: bool = True,
     description: str = "",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering a callback class (or factory) ``(context, **options) -> Callback``
@@ -154,17 +171,24 @@ def register_model_metric(
         factory = getattr(cls, "for_evaluation", cls)
         doc = description or (cls.__doc__ or "").strip().split("\n")[0]
         needed = frozenset(needs) | {"model"}
-        METRICS.register(MetricInfo(name, "model", keys, factory, False, needed, doc), name=name)
+        info = MetricInfo(name, "model", keys, factory, False, needed, default, doc)
+        METRICS.register(info, name=name)
         return cls
 
     return decorator
 
 
-def feature_metric_names() -> list[str]:
-    """Registered feature metrics, by name."""
-    return [n for n, info in METRICS.items() if info.kind == "features"]
+def feature_metric_names(defaults_only: bool = True) -> list[str]:
+    """Registered feature metrics, by name (those on by default, unless told otherwise)."""
+    return [
+        n
+        for n, info in METRICS.items()
+        if info.kind == "features" and (info.default or not defaults_only)
+    ]
 
 
 def key_info() -> dict[str, MetricKey]:
-    """Every declared key (``_recon`` copies included) -> its declaration."""
-    return {k.name: k for _, info in METRICS.items() for k in info.all_keys()}
+    """Every declared key (``_recon`` copies included) -> its declaration, feature metrics'
+    first, each kind in name order (the order of a results table's columns)."""
+    infos = sorted((i for _, i in METRICS.items()), key=lambda i: i.kind != "features")
+    return {k.name: k for info in infos for k in info.all_keys()}

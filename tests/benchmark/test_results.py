@@ -14,8 +14,8 @@ from benchmark.tiny import TINY_SUITE
 
 from latentzoo.benchmark.cellfiles import CellFiles, write_json
 from latentzoo.benchmark.command import assemble
-from latentzoo.benchmark.pictures import save_png
 from latentzoo.benchmark.suite import parse_suite
+from latentzoo.callbacks.log_media import save_png
 
 # (model, sampler) -> fid_pixels of seeds 0, 1, 2 (None: that seed's value was not finite)
 FID = {

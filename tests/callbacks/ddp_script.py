@@ -1,12 +1,14 @@
 """Run FIDCallback and HolesCallback under ``Trainer(strategy="ddp")`` on CPU (gloo).
 
-    python tests/callbacks/ddp_script.py OUT.json CACHE_DIR [DEVICES [test|fit]]
+    python tests/callbacks/ddp_script.py OUT.json CACHE_DIR [DEVICES [test|fit [PRIOR]]]
 
 ``test`` (default) writes, from rank 0, the logged test values of two evaluations: the first
 computes the real statistics (sharded over ranks), the second reads them from the cache (rank 0
 only). ``fit`` trains one epoch at learning rate 0 with callbacks due every 5 epochs, so the only
 evaluation is the one at the end of ``fit`` (``on_train_end``), and writes its values. The test
-compares them with one process on the same model and data.
+compares them with one process on the same model and data. PRIOR is the VAE's prior:
+``normal`` (default), ``mog``, ``vamp`` (pseudo-inputs from the data when ``fit`` starts) or
+``flow``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 
 from latentzoo.callbacks import FIDCallback, HolesCallback
 from latentzoo.datamodules import Synthetic
-from latentzoo.zoo import VAE
+from latentzoo.zoo import VAE, FlowPrior, MoG, VampPrior
 
 KEYS = (
     "test/fid",
@@ -36,9 +38,17 @@ KEYS = (
 )
 
 
-def build() -> tuple[VAE, Synthetic]:
+PRIORS = {
+    "normal": lambda: None,
+    "mog": lambda: MoG(4),
+    "vamp": lambda: VampPrior(5, init="data"),
+    "flow": lambda: FlowPrior(num_layers=2, hidden=8),
+}
+
+
+def build(prior: str = "normal") -> tuple[VAE, Synthetic]:
     torch.manual_seed(0)  # every process builds the same weights
-    model = VAE(data_shape=(6,), latent_dim=3, width=4)
+    model = VAE(data_shape=(6,), latent_dim=3, width=4, prior=PRIORS[prior]())
     return model, Synthetic(latent_dim=2, data_dim=6, num_train=400, num_test=100, val_size=100)
 
 
@@ -74,8 +84,8 @@ def make_trainer(
     )
 
 
-def evaluate(devices: int, cache_dir: str) -> list[dict[str, float]]:
-    model, dm = build()
+def evaluate(devices: int, cache_dir: str, prior: str = "normal") -> list[dict[str, float]]:
+    model, dm = build(prior)
     callbacks = make_callbacks(cache_dir)
     trainer = make_trainer(devices, cache_dir, callbacks)
     results = []
@@ -86,9 +96,9 @@ def evaluate(devices: int, cache_dir: str) -> list[dict[str, float]]:
     return results
 
 
-def fit_end_values(devices: int, cache_dir: str) -> dict[str, float]:
+def fit_end_values(devices: int, cache_dir: str, prior: str = "normal") -> dict[str, float]:
     """The values of the one evaluation of a 1-epoch fit whose callbacks are due every 5 epochs."""
-    model, dm = build()
+    model, dm = build(prior)
     model.lr = 0.0  # the weights stay those of build(): comparable with any process count
     logger = CSVLogger(Path(cache_dir).parent, name="logs", version=0)  # rank 0 writes its files
     trainer = make_trainer(devices, cache_dir, make_callbacks(cache_dir, every_n_epochs=5), logger)
@@ -101,7 +111,9 @@ if __name__ == "__main__":
     out, cache = sys.argv[1], sys.argv[2]
     devices = int(sys.argv[3]) if len(sys.argv) > 3 else 2
     mode = sys.argv[4] if len(sys.argv) > 4 else "test"
-    values = evaluate(devices, cache) if mode == "test" else fit_end_values(devices, cache)
+    prior = sys.argv[5] if len(sys.argv) > 5 else "normal"
+    run = evaluate if mode == "test" else fit_end_values
+    values = run(devices, cache, prior)
     if int(__import__("os").environ.get("LOCAL_RANK", "0")) == 0:
         with open(out, "w") as f:
             json.dump(values, f)

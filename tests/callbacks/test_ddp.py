@@ -54,3 +54,14 @@ def test_end_of_fit_evaluation_under_two_processes_matches_one(tmp_path: Path) -
         assert two[key] == pytest.approx(value, rel=1e-5, abs=1e-9, nan_ok=True), key
     (written,) = (tmp_path / "two" / "logs" / "version_0").glob("metrics_val_step*.json")
     assert json.loads(written.read_text())["val/fid"] == pytest.approx(two["fid"], rel=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prior", ["mog", "vamp", "flow"])
+def test_learnable_priors_give_the_same_metrics_under_two_processes(tmp_path, prior) -> None:
+    # fit: the VampPrior draws its pseudo-inputs from the data on every rank when fit starts
+    two = run_script(tmp_path / "fit.json", tmp_path / "two" / "cache", "2", "fit", prior)
+    one = ddp_script.fit_end_values(1, str(tmp_path / "one" / "cache"), prior)
+    assert set(two) == set(one)
+    for key, value in one.items():
+        assert two[key] == pytest.approx(value, rel=1e-5, abs=1e-9, nan_ok=True), (prior, key)

@@ -13,7 +13,7 @@ Lipschitz VAE, and draws for each:
 
 It writes ``<model>.png`` per model and ``priors.png`` with all of them into ``--out``::
 
-    PYTHONPATH=. python benchmarks/prior_pictures.py --epochs 10 --out prior_pictures
+    PYTHONPATH=. python perf/prior_pictures.py --epochs 10 --out prior_pictures
 """
 
 from __future__ import annotations

@@ -1,37 +1,26 @@
-"""The pictures of a benchmark cell: a grid of samples (images) or a scatter of samples over the
-data (vectors), saved as PNG files by :class:`SampleFigure` while the cell is scored."""
+"""The samples of an evaluation as a picture: a grid of samples (images) or a scatter of samples
+over the data (vectors), saved as a PNG file by :class:`SampleFigure` while the model is
+scored (:func:`latentzoo.evaluate` with an output folder)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from typing_extensions import override
 
 from latentzoo.callbacks.batches import dataset_tensors, generated_batches
-from latentzoo.callbacks.log_media import figure_to_image, image_grid
+from latentzoo.callbacks.log_media import figure_to_image, image_grid, save_png
 from latentzoo.datamodules.base import to_model_input
 from latentzoo.zoo import AutoencoderModule
 
-__all__ = ["SampleFigure", "save_png", "vector_scatter"]
+__all__ = ["SampleFigure", "vector_scatter"]
 
 GRID_SIDE = 8  # an 8x8 grid of images
 SCATTER_POINTS = 1000  # samples and data points in a vector scatter
-
-
-def save_png(image: Tensor, path: Path) -> None:
-    """Write a (3, H, W) image in [0, 1] as a PNG (atomically: a killed run leaves none)."""
-    from PIL import Image
-
-    hwc = (image.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    Image.fromarray(hwc).save(tmp)
-    tmp.replace(path)
 
 
 def vector_scatter(samples: Tensor, data: Tensor, title: str) -> Tensor:

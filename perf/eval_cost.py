@@ -1,10 +1,10 @@
 """Cost of the evaluation callbacks on CPU: FID with and without the real-statistics cache, and the
 aggregated-posterior holes metric at N = 60,000 encodings, M = 10,000 prior samples, d = 64.
 
-    python benchmarks/eval_cost.py --data FashionMNIST --extractor domain \
+    python perf/eval_cost.py --data FashionMNIST --extractor domain \
         --evaluator evaluators/FashionMNIST.ckpt
-    python benchmarks/eval_cost.py --data Synthetic --extractor pixels
-    python benchmarks/eval_cost.py --inception-speed 40 --rounds 3
+    python perf/eval_cost.py --data Synthetic --extractor pixels
+    python perf/eval_cost.py --inception-speed 40 --rounds 3
 
 The FID rows time ``FIDCallback.evaluate`` (sample, extract, FID + KID + reconstruction FID) on
 an untrained VAE: first with an empty cache (real features are extracted and saved), then in a

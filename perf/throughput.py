@@ -17,8 +17,8 @@ It also times the two data paths alone (iterate, convert, no model). Prints imag
 over rounds, and the ratios. Needs Debian's ``dataset-fashion-mnist`` or the IDX files under
 ``--data-dir``.
 
-    python benchmarks/throughput.py --steps 200 --rounds 3
-    python benchmarks/throughput.py --precision bf16-mixed
+    python perf/throughput.py --steps 200 --rounds 3
+    python perf/throughput.py --precision bf16-mixed
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ fits start from the same k-means initialisation and run exactly ``--iters`` EM i
 round prints both times, their ratio and the absolute difference of the final mean
 log-likelihoods. Never run by CI::
 
-    PYTHONPATH=. python benchmarks/gmm_fit.py                  # N=55000, D=16, K=10, full
-    PYTHONPATH=. python benchmarks/gmm_fit.py --codes codes.pt --rounds 3 --iters 50
+    PYTHONPATH=. python perf/gmm_fit.py                  # N=55000, D=16, K=10, full
+    PYTHONPATH=. python perf/gmm_fit.py --codes codes.pt --rounds 3 --iters 50
 
 ``--codes`` reads a saved (N, D) tensor of codes (``torch.save(mu, "codes.pt")``); without it
 the codes are drawn from a random K-component mixture.

@@ -1,0 +1,152 @@
+"""The worked examples of docs/examples: a new metric, a new latent density and a new suite, each
+one file that registers itself, and every surface (``latentzoo evaluate``, a suite's table, its
+report, its W&B table) showing them with no edit anywhere else."""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import prdc
+import pytest
+import torch
+from scipy import stats
+
+from latentzoo.callbacks import LatentSampler
+from latentzoo.metrics.registry import METRICS
+from latentzoo.zoo import DENSITIES
+
+EXAMPLES = Path(__file__).parents[1] / "docs" / "examples"
+PLUGINS = ("density_coverage", "full_gaussian")
+ENV = {"PYTHONPATH": str(EXAMPLES), "LATENTZOO_PLUGINS": ",".join(PLUGINS)}
+ROOT = Path(__file__).parents[1]
+
+
+def run_latentzoo(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``python -m latentzoo ARGS`` in its own process group, killed with it on a timeout."""
+    full_env = {**os.environ, "WANDB_MODE": "offline", **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), full_env.get("PYTHONPATH")]))
+    full_env.pop("LATENTZOO_PLUGINS", None) if env is None else None
+    proc = subprocess.Popen([sys.executable, "-m", "latentzoo", *args], cwd=cwd, env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.fixture
+def examples(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, object]]:
+    """The example modules, imported into registries the test throws away."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    with METRICS.isolated(), DENSITIES.isolated():
+        modules = {}
+        for name in PLUGINS:
+            sys.modules.pop(name, None)
+            modules[name] = importlib.import_module(name)
+        yield modules
+    for name in PLUGINS:
+        sys.modules.pop(name, None)
+
+
+def test_density_and_coverage_agree_with_the_prdc_package(examples) -> None:
+    gen = torch.Generator().manual_seed(0)
+    real = torch.randn(400, 8, generator=gen, dtype=torch.float64)
+    fake = torch.randn(300, 8, generator=gen, dtype=torch.float64) * 1.2 + 0.4
+    ours = METRICS.get("density_coverage").compute(real, fake, k=5)
+    theirs = prdc.compute_prdc(real.numpy(), fake.numpy(), nearest_k=5)
+    assert float(ours["density"]) == pytest.approx(theirs["density"], abs=1e-12)
+    assert float(ours["coverage"]) == pytest.approx(theirs["coverage"], abs=1e-12)
+    assert 0.2 < theirs["coverage"] < 0.95  # neither trivial value: the comparison has content
+
+
+def test_the_gaussian_sampler_fits_the_codes_moments_and_their_density(examples) -> None:
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randn(3, 3, generator=gen, dtype=torch.float64)
+    codes = torch.randn(20_000, 3, generator=gen, dtype=torch.float64) @ a.T + 2.0
+    density = DENSITIES.resolve("gaussian")(3)
+    density.fit(codes)
+    cov = np.cov(codes.numpy(), rowvar=False)
+    torch.testing.assert_close(density.mean, codes.mean(0))
+    z = torch.randn(50, 3, generator=gen, dtype=torch.float64)
+    expected = stats.multivariate_normal(codes.mean(0).numpy(), cov + 1e-6 * np.eye(3)).logpdf(z)
+    torch.testing.assert_close(density.log_prob(z), torch.from_numpy(expected))
+    drawn = density.sample(20_000).double()
+    assert np.abs(np.cov(drawn.numpy(), rowvar=False) - cov).max() < 0.15 * np.abs(cov).max()
+    assert LatentSampler(kind="gaussian").build(3).__class__ is type(density)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-epoch quickstart run on small synthetic data."""
+    root = tmp_path_factory.mktemp("run")
+    proc = run_latentzoo(
+        ["fit", "--data.num_train", "400", "--data.val_size", "100", "--data.batch_size", "50",
+         "--model.width", "8", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar",
+         "false"], cwd=root,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root / "runs/VAE-Synthetic/version_0/checkpoints/last.ckpt"
+
+
+def test_evaluate_shows_the_new_metric_for_the_new_sampler(checkpoint: Path, tmp_path) -> None:
+    out = tmp_path / "results.json"
+    proc = run_latentzoo(
+        ["evaluate", "--ckpt_path", str(checkpoint), "--sampler", "[prior, gaussian]",
+         "--extractor", "pixels", "--num_samples", "200", "--num_real", "300",
+         "--accelerator", "cpu", "--output", str(out), "--cache_dir", str(tmp_path / "cache")],
+        cwd=tmp_path, env=ENV,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert set(rows) == {"prior", "gaussian"}
+    for row in rows.values():
+        assert 0 < row["coverage_pixels"] <= 1 and row["density_pixels"] > 0
+    assert rows["prior"]["fid_pixels"] != rows["gaussian"]["fid_pixels"]
+    assert "test/density" in proc.stdout and "coverage_pixels" in proc.stdout
+
+
+@pytest.mark.slow
+def test_the_example_suite_reports_the_new_metric_everywhere(tmp_path) -> None:
+    out = tmp_path / "example"
+    env = {**ENV, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    proc = run_latentzoo(
+        ["benchmark", str(EXAMPLES / "suite.yaml"), "--out", str(out),
+         "--wandb_project", "latentzoo-tests"],
+        cwd=tmp_path, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
+    assert {(r["model"], r["sampler"]) for r in rows} == {
+        (m, s) for m in ("VAE", "WAEGP") for s in ("prior", "gaussian")
+    }
+    assert all(float(r["coverage_pixels_mean"]) > 0 for r in rows)
+    report = (out / "report.md").read_text()
+    assert "density_pixels" in report and "coverage_pixels" in report
+    (table,) = out.glob("wandb/offline-run-*/files/media/table/results_*.table.json")
+    columns = json.loads(table.read_text())["columns"]
+    assert {"density_pixels_mean", "coverage_pixels_mean"} <= set(columns)
+
+
+def test_the_plugins_variable_is_what_brings_them(tmp_path) -> None:
+    """Without LATENTZOO_PLUGINS the command line knows neither example."""
+    proc = run_latentzoo(["evaluate", "--list_metrics"], cwd=tmp_path)
+    assert proc.returncode == 0 and "density_coverage" not in proc.stdout
+    proc = run_latentzoo(["evaluate", "--list_metrics"], cwd=tmp_path, env=ENV)
+    assert proc.returncode == 0 and "density_coverage" in proc.stdout
+    assert os.environ.get("LATENTZOO_PLUGINS") is None
