@@ -10,14 +10,13 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from testutils import ROOT, run_python, started
 
-ROOT = Path(__file__).parents[1]
 # 400 - 100 held out = 300 training samples: 6 batches of 50 per epoch.
 SMALL = ["--data.num_train", "400", "--data.val_size", "100", "--data.batch_size", "50",
          "--model.width", "8", "--trainer.enable_progress_bar", "false",
@@ -26,11 +25,7 @@ BATCHES_PER_EPOCH = 6
 
 
 def latentzoo(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
-    proc = subprocess.run(
-        [sys.executable, "-m", "latentzoo", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    proc = run_python("-m", "latentzoo", *args, cwd=cwd, pythonpath=[ROOT / "tests"], timeout=600)
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -128,19 +123,16 @@ def test_resume_last_takes_the_newest_run_and_says_so(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_saves_last_ckpt_and_nothing_else(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "latentzoo", "fit", *SMALL, "--trainer.max_epochs", "1000",
-         "--data.num_train", "4000"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    folder = tmp_path / "runs/VAE-Synthetic/version_0/checkpoints"
-    deadline = time.monotonic() + 300
-    while not list(folder.glob("epoch*.ckpt")) and time.monotonic() < deadline:
-        time.sleep(0.2)  # wait for the first epoch to end, then interrupt mid-epoch
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=120)
+    with started("-m", "latentzoo", "fit", *SMALL, "--trainer.max_epochs", "1000",
+                 "--data.num_train", "4000", cwd=tmp_path, pythonpath=[ROOT / "tests"],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:  # fmt: skip
+        folder = tmp_path / "runs/VAE-Synthetic/version_0/checkpoints"
+        deadline = time.monotonic() + 300
+        while not list(folder.glob("epoch*.ckpt")) and time.monotonic() < deadline:
+            time.sleep(0.2)  # wait for the first epoch to end, then interrupt mid-epoch
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
     names = sorted(p.name for p in folder.iterdir())
     assert len(names) == 2 and names[0].startswith("epoch"), names  # no stray exception copy
     best = int(names[0].split("step")[1].split(".")[0])
