@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import pytest
 import torch
 from torch import Tensor
 
@@ -19,6 +20,11 @@ from latentzoo.datamodules import InMemoryDataModule
 from latentzoo.zoo.wae_gp import WAEGP
 
 FASHION_MNIST_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
+# The one test of "are the real data here": every test that reads Fashion-MNIST carries it.
+needs_fashion_mnist = pytest.mark.skipif(
+    not FASHION_MNIST_DEBIAN.is_dir(),
+    reason="needs real Fashion-MNIST: Debian's package (apt-get install dataset-fashion-mnist)",
+)
 ROOT = Path(__file__).parents[1]  # the checkout whose package the tests' subprocesses run
 
 IMAGE_SHAPES = [(1, 28, 28), (3, 32, 32), (3, 64, 64)]
