@@ -17,9 +17,8 @@ every epoch, every few minutes, on Ctrl-C or a crash; never non-finite weights) 
 checkpoint by ``val/loss``. ``--ckpt_path last`` resumes the newest ``last.ckpt`` of that model and
 data set, exactly where it stopped, and says which file it took. A non-finite or exploding loss
 stops the run (:class:`~latentzoo.callbacks.FiniteLossGuard`) with one line and exit status 1.
-SIGTERM (a scheduler's time limit, ``timeout``, ``kill``) stops every command like Ctrl-C, within
-seconds, even inside an evaluation (:mod:`latentzoo.signals`); the run keeps what it had computed
-and saved, and exits with status 143 and one line that says how to resume.
+SIGTERM (a time limit, ``kill``) stops any command like Ctrl-C within seconds, evaluations included
+(:mod:`latentzoo.signals`), with exit status 143 and one line that says how to resume.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from jsonargparse import Namespace
 from lightning.pytorch import Trainer
@@ -46,7 +45,7 @@ from latentzoo.evaluate import evaluate_command
 from latentzoo.loading import check_checkpoint_args
 from latentzoo.metrics.classifier import DomainClassifier
 from latentzoo.parsing import LatentzooArgumentParser
-from latentzoo.signals import SIGTERM_EXIT, StopOnSigterm, Terminated
+from latentzoo.signals import StopOnSigterm
 from latentzoo.zoo import AutoencoderModule, get_model_class, list_models, load_plugins
 
 __all__ = ["COMMANDS", "LatentzooCLI", "main", "run"]
@@ -299,15 +298,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         except BaseException:  # after SIGTERM: Lightning's sys.exit(1), a rank's lost peer
             if sigterm.received is None:
                 raise
-            _stopped_by_sigterm(sigterm.received)
-
-
-def _stopped_by_sigterm(stop: Terminated) -> NoReturn:
-    """One line on what the stopped command kept (rank 0), and exit status 143."""
-    if _launched_as_rank_zero():
-        kept = "; ".join(stop.kept) or "the evaluations that had finished were logged"
-        print(f"latentzoo: stopped by SIGTERM; {kept}", file=sys.stderr)
-    raise SystemExit(SIGTERM_EXIT) from None
+            sigterm.exit(announce=_launched_as_rank_zero())
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ with status 143: a stopped run never hangs.
         except BaseException:  # Terminated, or what Lightning made of it (sys.exit(1))
             if sigterm.received is None:
                 raise
-            sys.exit(SIGTERM_EXIT)  # ``sigterm.received.kept`` says what was kept
+            sigterm.exit()  # says what was kept (``sigterm.received.kept``), exits 143
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import sys
 import threading
 import time
 from types import FrameType, TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 __all__ = ["GRACE_S", "SIGTERM_EXIT", "StopOnSigterm", "Terminated", "take_precedence"]
 
@@ -106,6 +106,15 @@ class StopOnSigterm:
             signal.set_wakeup_fd(-1)
             os.close(self._wakeup)
             self._wakeup = None
+
+    def exit(self, announce: bool = True) -> NoReturn:
+        """After the stop: one line on what was kept (if ``announce``: the process that speaks
+        for the run, rank 0), then exit with status 143."""
+        kept = self.received.kept if self.received is not None else []
+        if announce:
+            what = "; ".join(kept) or "the evaluations that had finished were logged"
+            print(f"latentzoo: stopped by SIGTERM; {what}", file=sys.stderr, flush=True)
+        raise SystemExit(SIGTERM_EXIT) from None
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         """The SIGTERM handler: raise :class:`Terminated` the first time, then ignore."""
