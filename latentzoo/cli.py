@@ -17,6 +17,8 @@ every epoch, every few minutes, on Ctrl-C or a crash; never non-finite weights) 
 checkpoint by ``val/loss``. ``--ckpt_path last`` resumes the newest ``last.ckpt`` of that model and
 data set, exactly where it stopped, and says which file it took. A non-finite or exploding loss
 stops the run (:class:`~latentzoo.callbacks.FiniteLossGuard`) with one line and exit status 1.
+SIGTERM (a time limit, ``kill``) stops any command like Ctrl-C within seconds, evaluations included
+(:mod:`latentzoo.signals`), with exit status 143 and one line that says how to resume.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from latentzoo.evaluation.command import evaluate_command
 from latentzoo.loading import check_checkpoint_args
 from latentzoo.metrics.classifier import DomainClassifier
 from latentzoo.parsing import LatentzooArgumentParser
+from latentzoo.signals import StopOnSigterm
 from latentzoo.zoo import AutoencoderModule, get_model_class, list_models, load_plugins
 
 __all__ = ["COMMANDS", "LatentzooCLI", "main", "run"]
@@ -311,14 +314,20 @@ def run(argv: Sequence[str] | None = None) -> LatentzooCLI | None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``latentzoo`` console script and ``python -m latentzoo``.
 
-    A run stopped by the finite-loss guard ends with its one-line reason and exit status 1.
+    A run stopped by the finite-loss guard ends with its one-line reason and exit status 1; any
+    command stopped by SIGTERM, with what it kept and exit status 143.
     """
-    try:
-        run(argv)
-    except NonFiniteLossError as err:
-        if _launched_as_rank_zero():
-            print(f"latentzoo: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+    with StopOnSigterm() as sigterm:
+        try:
+            run(argv)
+        except NonFiniteLossError as err:
+            if _launched_as_rank_zero():
+                print(f"latentzoo: {err}", file=sys.stderr)
+            raise SystemExit(1) from None
+        except BaseException:  # after SIGTERM: Lightning's sys.exit(1), a rank's lost peer
+            if sigterm.received is None:
+                raise
+            sigterm.exit(announce=_launched_as_rank_zero())
 
 
 if __name__ == "__main__":

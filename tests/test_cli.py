@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from testutils import run_python
 
 from latentzoo.cli import main, run
 from latentzoo.zoo import BetaVAE
@@ -73,10 +72,7 @@ def test_models_command_lists_the_zoo(capsys) -> None:
 
 
 def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "latentzoo", "fit", "--model", "NoSuchModel"],
-        cwd=tmp_path, capture_output=True, text=True,
-    )  # fmt: skip
+    proc = run_python("-m", "latentzoo", "fit", "--model", "NoSuchModel", cwd=tmp_path)
     assert proc.returncode != 0
     assert "NoSuchModel" in proc.stderr
 

@@ -6,8 +6,6 @@ the did-you-mean variants call ``main`` in this one, which takes a second instea
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -15,6 +13,7 @@ import pytest
 import torch
 import yaml
 from jsonargparse import Namespace
+from testutils import run_python
 
 from latentzoo.cli import main, run
 from latentzoo.datamodules import Synthetic
@@ -30,8 +29,7 @@ QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
 
 def latentzoo(*args: str, cwd: Path) -> tuple[int, str]:
     """Exit status and stdout + stderr of ``python -m latentzoo ARGS`` run in ``cwd``."""
-    proc = subprocess.run([sys.executable, "-m", "latentzoo", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = run_python("-m", "latentzoo", *args, cwd=cwd, timeout=300)
     return proc.returncode, proc.stdout + proc.stderr
 
 

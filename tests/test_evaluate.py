@@ -7,13 +7,13 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from testutils import run_python
 
 from latentzoo.callbacks.batches import generated_batches
 from latentzoo.datamodules import Synthetic
@@ -24,19 +24,11 @@ from latentzoo.zoo import VAE
 
 SMALL = ["--data.num_train", "400", "--data.val_size", "100", "--data.batch_size", "50"]
 PIXELS = ["--extractor", "pixels", "--num_real", "300", "--batch_size", "100"]
-ROOT = Path(__file__).parents[1]
 
 
 def latentzoo(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
-    return subprocess.run(
-        [sys.executable, "-m", "latentzoo", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    return run_python("-m", "latentzoo", *args, cwd=cwd, env=env, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from testutils import needs_fashion_mnist
 
 from latentzoo.callbacks import DiversityCallback
 from latentzoo.callbacks.batches import generated_batches
@@ -19,15 +20,7 @@ from latentzoo.metrics.extractors import DomainFeatures
 from latentzoo.zoo import VAE
 
 
-def fashion_mnist_present() -> bool:
-    try:
-        FashionMNIST(val_size=10).setup("test")
-    except (FileNotFoundError, ValueError):
-        return False
-    return True
-
-
-@pytest.mark.skipif(not fashion_mnist_present(), reason="Fashion-MNIST files not installed")
+@needs_fashion_mnist
 def test_evaluator_cli_and_diversity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ckpt = tmp_path / "fmnist.ckpt"
     main(

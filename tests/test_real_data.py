@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import lightning as L
-import pytest
 import torch
-from testutils import FASHION_MNIST_DEBIAN
+from testutils import needs_fashion_mnist
 
 from latentzoo.datamodules import FashionMNIST
 from latentzoo.zoo import VAE
 
-pytestmark = pytest.mark.skipif(
-    not FASHION_MNIST_DEBIAN.is_dir(),
-    reason="needs Debian's dataset-fashion-mnist (apt-get install -y dataset-fashion-mnist)",
-)
+pytestmark = needs_fashion_mnist
 
 
 def test_short_vae_run_learns_and_beats_the_mean_image(tmp_path) -> None:

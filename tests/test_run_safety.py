@@ -6,31 +6,32 @@ real signals where the failure is a kill.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from testutils import ROOT, group_members, run_python, started
 
-ROOT = Path(__file__).parents[1]
 # 400 - 100 held out = 300 training samples: 6 batches of 50 per epoch.
 SMALL = ["--data.num_train", "400", "--data.val_size", "100", "--data.batch_size", "50",
          "--model.width", "8", "--trainer.enable_progress_bar", "false",
          "--trainer.enable_model_summary", "false"]  # fmt: skip
 BATCHES_PER_EPOCH = 6
+# An evaluation at every epoch's end, which writes metrics_val_step<N>.json.
+HOLES = ["--trainer.callbacks+=latentzoo.callbacks.HolesCallback",
+         "--trainer.callbacks.every_n_epochs", "1", "--trainer.callbacks.num_prior", "200",
+         "--trainer.callbacks.num_reference", "40",
+         "--trainer.callbacks.picture", "false"]  # fmt: skip
 
 
 def latentzoo(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
-    proc = subprocess.run(
-        [sys.executable, "-m", "latentzoo", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    proc = run_python("-m", "latentzoo", *args, cwd=cwd, pythonpath=[ROOT / "tests"], timeout=600)
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -128,23 +129,46 @@ def test_resume_last_takes_the_newest_run_and_says_so(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_saves_last_ckpt_and_nothing_else(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "latentzoo", "fit", *SMALL, "--trainer.max_epochs", "1000",
-         "--data.num_train", "4000"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    folder = tmp_path / "runs/VAE-Synthetic/version_0/checkpoints"
-    deadline = time.monotonic() + 300
-    while not list(folder.glob("epoch*.ckpt")) and time.monotonic() < deadline:
-        time.sleep(0.2)  # wait for the first epoch to end, then interrupt mid-epoch
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=120)
+    with started("-m", "latentzoo", "fit", *SMALL, "--trainer.max_epochs", "1000",
+                 "--data.num_train", "4000", cwd=tmp_path, pythonpath=[ROOT / "tests"],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:  # fmt: skip
+        folder = tmp_path / "runs/VAE-Synthetic/version_0/checkpoints"
+        deadline = time.monotonic() + 300
+        while not list(folder.glob("epoch*.ckpt")) and time.monotonic() < deadline:
+            time.sleep(0.2)  # wait for the first epoch to end, then interrupt mid-epoch
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
     names = sorted(p.name for p in folder.iterdir())
     assert len(names) == 2 and names[0].startswith("epoch"), names  # no stray exception copy
     best = int(names[0].split("step")[1].split(".")[0])
     assert load(folder / "last.ckpt")["global_step"] >= best  # saved at the interrupt
+
+
+def test_sigterm_in_training_keeps_a_finite_last_ckpt_and_says_how_to_resume(
+    tmp_path: Path,
+) -> None:
+    """What a scheduler's time limit does to a run: SIGTERM to the process, in mid-epoch."""
+    run = tmp_path / "runs/VAE-Synthetic/version_0"
+    with started("-m", "latentzoo", "fit", *SMALL, *HOLES, "--trainer.max_epochs", "1000",
+                 "--data.num_train", "4000", cwd=tmp_path, pythonpath=[ROOT / "tests"],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:  # fmt: skip
+        deadline = time.monotonic() + 300
+        while not list(run.glob("checkpoints/epoch*.ckpt")) and time.monotonic() < deadline:
+            time.sleep(0.2)  # the first epoch and its evaluation are done: into the second
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("latentzoo: stopped by SIGTERM")]
+    state = load(run / "checkpoints/last.ckpt")
+    assert f"last.ckpt holds step {state['global_step']}, " in line
+    assert line.endswith("resume with the same command and --ckpt_path last")
+    assert all(torch.isfinite(v).all() for v in state["state_dict"].values())
+    (first,) = run.glob("checkpoints/epoch*.ckpt")
+    assert state["global_step"] >= load(first)["global_step"]  # saved at the SIGTERM
+    (written,) = run.glob("metrics_val_step*.json")  # the first epoch's evaluation, kept
+    assert 0 <= json.loads(written.read_text())["val/holes"] <= 1
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="needs torch.distributed")
@@ -155,3 +179,33 @@ def test_two_process_ddp_fit_through_the_cli_exits_0(tmp_path: Path) -> None:
     assert "latentzoo: VAE on Synthetic, 1 epochs, 3 steps" in proc.stdout  # 300 / (50 * 2)
     assert proc.stdout.count("latentzoo: VAE on Synthetic") == 1  # rank 0 alone prints it
     assert load(last_ckpts(tmp_path)[0])["global_step"] == 3
+
+
+@pytest.mark.slow  # two DDP processes, trained until the first epoch ends
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="needs torch.distributed")
+def test_sigterm_to_the_ddp_launcher_stops_every_rank_and_keeps_the_last_save(
+    tmp_path: Path,
+) -> None:
+    """``kill PID`` of the command a user started: rank 0, which launched rank 1."""
+    folder = tmp_path / "runs/VAE-Synthetic/version_0/checkpoints"
+    with started("-m", "latentzoo", "fit", *SMALL, "--trainer.max_epochs", "1000",
+                 "--data.num_train", "4000", "--trainer.accelerator", "cpu",
+                 "--trainer.devices", "2", "--trainer.strategy", "ddp", cwd=tmp_path,
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:  # fmt: skip
+        deadline = time.monotonic() + 300
+        while not list(folder.glob("epoch*.ckpt")) and time.monotonic() < deadline:
+            time.sleep(0.2)  # the first epoch is saved: into the second
+        time.sleep(0.5)
+        assert len(group_members(proc)) == 2  # both ranks train
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        deadline = time.monotonic() + 10
+        while group_members(proc) and time.monotonic() < deadline:
+            time.sleep(0.2)  # rank 1, killed by rank 0 on its way out
+        left = group_members(proc)
+    assert not left, f"processes left running: {left}"
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("latentzoo: stopped by SIGTERM")]
+    state = load(folder / "last.ckpt")  # an epoch's end: no save where the ranks were stopped
+    assert f"last.ckpt holds step {state['global_step']}, end of epoch " in line
+    assert all(torch.isfinite(v).all() for v in state["state_dict"].values())

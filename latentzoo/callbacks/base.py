@@ -16,8 +16,10 @@ this class does the rest:
 - **where the numbers go**, in one place: ``{stage}/{key}`` into ``trainer.callback_metrics`` on
   every rank (checkpoint monitors, early stopping, ``trainer.test``'s results, the CLI's summary);
   and on rank 0, at once, to every logger (flushed) and, when there is one, into
-  ``<log_dir>/metrics_<stage>_step<N>.json``. A Ctrl-C during a slow evaluation therefore keeps
-  every number the callbacks before it had computed.
+  ``<log_dir>/metrics_<stage>_step<N>.json``. A Ctrl-C or SIGTERM during a slow evaluation
+  therefore keeps every number the callbacks before it had computed. Through the CLI, SIGTERM
+  raises at once (:mod:`latentzoo.signals`); under a plain ``Trainer`` Lightning only notes it,
+  and the batches stop at the next one, as its own loops do.
 
 Under DDP :meth:`evaluate` runs on every rank and may call collectives (a metric's ``compute``);
 logger, file and picture work (:meth:`rank_zero_media`) runs on rank 0 and calls none.
@@ -33,12 +35,14 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 from tqdm.auto import tqdm
 from typing_extensions import override
 
 from latentzoo.callbacks.batches import Split, generated_batches, rank_share, split_batches
 from latentzoo.callbacks.log_media import run_dir
+from latentzoo.signals import take_precedence
 from latentzoo.zoo import AutoencoderModule
 
 __all__ = ["PeriodicEvaluation", "Stage"]
@@ -127,12 +131,15 @@ class PeriodicEvaluation(Callback):
         self, trainer: L.Trainer, items: Iterable[T], what: str, total: int | None = None
     ) -> Iterator[T]:
         """``items`` with a tqdm bar on rank 0, shown after two seconds, unless the trainer has
-        its progress bar disabled."""
+        its progress bar disabled; stopped between two items once the trainer got a SIGTERM."""
         hidden = not trainer.is_global_zero or trainer.progress_bar_callback is None
         desc = f"{type(self).__name__}: {what}"
-        yield from tqdm(
+        for item in tqdm(
             items, desc=desc, total=total, leave=False, disable=hidden, delay=PROGRESS_DELAY_S
-        )
+        ):
+            if trainer.received_sigterm:  # set by Lightning's handler, read as its loops do
+                raise SIGTERMException
+            yield item
 
     # -- where the numbers go -----------------------------------------------------------------
     def check_model(self, pl_module: L.LightningModule) -> AutoencoderModule:
@@ -154,6 +161,7 @@ class PeriodicEvaluation(Callback):
                 is allowed; otherwise (``on_train_end``) ``callback_metrics`` is written directly.
         """
         model = self.check_model(pl_module)
+        take_precedence()  # a SIGTERM stops the evaluation at once, DDP included
         was_training = model.training
         model.eval()
         try:

@@ -7,8 +7,12 @@ is independent of any best-k bookkeeping:
 
 - it saves after every training epoch, every ``every_n_minutes`` of training (a few minutes by
   default: what a ``kill -9`` can cost at most) and, if set, every ``every_n_steps`` batches;
-- it saves when training ends or is interrupted (Ctrl-C, an exception), unless that state was
-  already saved;
+- it saves when training ends or is interrupted (Ctrl-C, SIGTERM, an exception), unless that
+  state was already saved; after a SIGTERM it says what the file holds, for the command's last
+  line. Under DDP a SIGTERM stop does not save: the ranks are stopped at different points, so
+  the save's collectives would wait for each other forever; the file keeps its last save, made at
+  an epoch end or on the clock. For the length of training it also puts the command's SIGTERM
+  handler back in front of Lightning's (:func:`latentzoo.signals.take_precedence`);
 - it never writes non-finite weights: a diverged run keeps the last finite ``last.ckpt``;
 - it writes to a temporary file and renames it into place, so a kill during the write leaves the
   previous ``last.ckpt`` whole;
@@ -34,6 +38,8 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
+
+from latentzoo.signals import Terminated, take_precedence
 
 __all__ = ["LastCheckpoint", "capture_rng", "restore_rng", "weights_are_finite"]
 
@@ -138,12 +144,16 @@ class LastCheckpoint(Checkpoint):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        # Under DDP only an interrupt reaches every rank; a save after another exception would
-        # wait forever at the barrier for ranks that did not fail.
-        collective_ok = trainer.world_size == 1 or isinstance(exception, KeyboardInterrupt)
+        # Under DDP only Ctrl-C reaches every rank (the terminal's whole process group); a save
+        # after another exception, SIGTERM included, would wait forever at the barrier for ranks
+        # that did not stop there.
+        ctrl_c = isinstance(exception, KeyboardInterrupt) and not isinstance(exception, Terminated)
+        collective_ok = trainer.world_size == 1 or ctrl_c
         fitting = trainer.state.fn == "fit" and not trainer.sanity_checking
         if fitting and collective_ok and self.saved_step != trainer.global_step:
             self.save(trainer, pl_module)
+        if isinstance(exception, Terminated) and trainer.state.fn == "fit":
+            exception.kept.append(self._resume_hint())
 
     # -- saving -----------------------------------------------------------------------------------
     def save(
@@ -169,6 +179,14 @@ class LastCheckpoint(Checkpoint):
         self.saved_at_epoch_end = epoch_end
         self._last_save_time = time.monotonic()
 
+    def _resume_hint(self) -> str:
+        if self.saved_step is None:
+            return "this run has not written last.ckpt yet"
+        return (
+            f"{self.path} holds {self.describe_saved()}; resume with the same command and "
+            f"--ckpt_path last"
+        )
+
     def describe_saved(self) -> str:
         """What the file on disk holds, e.g. ``step 12, end of epoch 1`` (epochs from 0)."""
         if self.saved_step is None:
@@ -187,6 +205,7 @@ class LastCheckpoint(Checkpoint):
 
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        take_precedence()  # over Lightning's handler, installed since setup
         # Here, not in load_state_dict: the sanity check between the two draws random numbers.
         if self._rng_to_restore is not None:
             restore_rng(self._rng_to_restore, offset=trainer.global_rank)

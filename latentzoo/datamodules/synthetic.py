@@ -55,7 +55,8 @@ class Synthetic(InMemoryDataModule):
         latent_dim: The true latent dimension n.
         data_dim: The data dimension d.
         hidden: Units per hidden layer of f (128 in the paper).
-        num_train: Size of the training pool (validation is carved out of it).
+        num_train: Size of the training pool (validation is carved out of it: more than
+            ``val_size``).
         num_test: Size of the test split.
         data_dir: Unused (the data are generated); kept so every datamodule takes the same args.
         batch_size: See :class:`InMemoryDataModule`.
@@ -87,6 +88,11 @@ class Synthetic(InMemoryDataModule):
             )
         if num_train < 1 or num_test < 1:
             raise ValueError(f"num_train and num_test must be >= 1, got {num_train}, {num_test}")
+        if val_size >= num_train:  # known now: no need to wait for setup(), deep in the run
+            raise ValueError(
+                f"val_size={val_size} leaves no training data: num_train={num_train} is the "
+                f"whole training pool; lower val_size or raise num_train"
+            )
         self.latent_dim = latent_dim
         self.data_dim = data_dim
         self.hidden = hidden

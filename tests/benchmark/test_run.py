@@ -6,15 +6,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from benchmark.tiny import latentzoo
+from testutils import started
 
 ROWS = {("VAE", "prior"), ("VAE", "gmm"), ("WAE", "prior"), ("WAE", "gmm")}
 
@@ -45,18 +43,12 @@ def test_killed_benchmark_skips_finished_cells_and_resumes_the_other(write_suite
                                  "limit_val_batches": 1, "accelerator": "cpu"})  # fmt: skip
     out = tmp_path / "out"
     vae, wae = out / "cells" / "VAE__seed0", out / "cells" / "WAE__seed0"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "latentzoo", "benchmark", str(suite), "--out", str(out)],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,  # one process group: the benchmark and its fit
-    )  # fmt: skip
-    try:
+    # One process group, the benchmark and its fit, killed as one when the block ends.
+    with started("-m", "latentzoo", "benchmark", suite, "--out", out, cwd=tmp_path,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:  # fmt: skip
         wait_for(lambda: (vae / "scores" / "gmm.json").is_file(), proc, "scores of VAE")
         wae_last = wae / "version_0" / "checkpoints" / "last.ckpt"
         wait_for(wae_last.is_file, proc, "last.ckpt of WAE")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
     assert not (wae / "trained.json").exists()  # it was killed while training
     vae_ckpt = fingerprint(vae / "version_0" / "checkpoints" / "last.ckpt")
     vae_trained = (vae / "trained.json").read_text()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
+
+from testutils import run_python
 
 TINY_SUITE: dict[str, Any] = {
     "name": "tiny",
@@ -36,11 +37,5 @@ TINY_SUITE: dict[str, Any] = {
 
 
 def latentzoo(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``python -m latentzoo ARGS`` in a real process; its output captured."""
-    return subprocess.run(
-        [sys.executable, "-m", "latentzoo", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """``python -m latentzoo ARGS`` in a real process the test owns; its output captured."""
+    return run_python("-m", "latentzoo", *args, cwd=cwd, timeout=timeout)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from testutils import run_python
 
 SCRIPT = Path(__file__).with_name("ddp_script.py")
 _spec = importlib.util.spec_from_file_location("ddp_script", SCRIPT)
@@ -21,14 +19,7 @@ _spec.loader.exec_module(ddp_script)  # the same code the subprocess runs, here 
 
 def run_script(out: Path, *args: object) -> Any:
     """Run the DDP script in a subprocess (it launches its own ranks); what it wrote to ``out``."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), str(out), *map(str, args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=480,
-    )
+    proc = run_python(SCRIPT, out, *map(str, args), timeout=480)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text())
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from testutils import run_python
 
 from latentzoo.datamodules import Synthetic
 
@@ -62,11 +61,10 @@ def test_split_read_by_a_test_run_is_not_refused() -> None:
 
 def test_cli_refuses_a_run_that_would_train_zero_steps(tmp_path: Path) -> None:
     """Seen through the CLI, the run used to train 0 steps and exit 0."""
-    result = subprocess.run(
-        [sys.executable, "-m", "latentzoo", "fit", "--data", "Synthetic",
-         "--data.num_train", "300", "--data.val_size", "200", "--data.batch_size", "128",
-         "--trainer.max_epochs", "1", "--trainer.logger", "false"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    result = run_python(
+        "-m", "latentzoo", "fit", "--data", "Synthetic",
+        "--data.num_train", "300", "--data.val_size", "200", "--data.batch_size", "128",
+        "--trainer.max_epochs", "1", "--trainer.logger", "false", cwd=tmp_path, timeout=300,
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-2000:]

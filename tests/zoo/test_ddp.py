@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch.distributed as dist
+from testutils import ROOT, run_python
 from torch.nn.parallel import DistributedDataParallel
 
 from latentzoo.zoo import VAE, WAEGP
@@ -21,15 +19,7 @@ MODELS = ("WAEGP", "LMGAE", "TwoStageVAE", "VAEGAN")
 
 
 def test_two_processes_train_every_manual_optimization_model(tmp_path: Path) -> None:
-    root = Path(__file__).parents[2]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests")])}
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_python(SCRIPT, tmp_path, pythonpath=[ROOT / "tests"], timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for rank in ranks:

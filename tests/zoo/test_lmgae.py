@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from testutils import phase_changes
+from testutils import phase_changes, run_python
 
 from latentzoo.datamodules.synthetic import Synthetic
 from latentzoo.zoo import LMGAE
@@ -128,15 +128,12 @@ def test_variance_penalty_is_weighted_by_the_likelihoods_precision(likelihood):
 def test_lmgae_defaults_find_the_true_latent_dimension_through_the_cli(tmp_path):
     """The new user's run of issue 11: n = 8, m = 16, class defaults, 25 epochs."""
     import json
-    import subprocess
-    import sys
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "latentzoo", "fit", "--model", "LMGAE", "--data", "Synthetic",
-         "--data.latent_dim", "8", "--model.latent_dim", "16", "--trainer.max_epochs", "25",
-         "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
-         "--trainer.default_root_dir", str(tmp_path)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=1800,
+    proc = run_python(
+        "-m", "latentzoo", "fit", "--model", "LMGAE", "--data", "Synthetic",
+        "--data.latent_dim", "8", "--model.latent_dim", "16", "--trainer.max_epochs", "25",
+        "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
+        "--trainer.default_root_dir", str(tmp_path), cwd=tmp_path, timeout=1800,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     ckpt = next(tmp_path.rglob("last.ckpt"))

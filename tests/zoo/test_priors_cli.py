@@ -3,12 +3,11 @@ checkpoint loads by class with its prior restored exactly, and samples."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from testutils import run_python
 
 import latentzoo
 from latentzoo.zoo import FlowPrior, MoG, StandardNormal, VampPrior
@@ -39,10 +38,7 @@ def state_step(path: Path) -> int:
 @pytest.mark.parametrize("case", list(CASES))
 def test_fit_with_a_prior_then_load_and_sample(case: str, tmp_path: Path) -> None:
     args, prior_cls = CASES[case]
-    proc = subprocess.run(
-        [sys.executable, "-m", "latentzoo", "fit", *args, *SMALL],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    proc = run_python("-m", "latentzoo", "fit", *args, *SMALL, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (path,) = tmp_path.glob("runs/*/version_0/checkpoints/last.ckpt")
     model = latentzoo.load(path)
@@ -61,11 +57,8 @@ def test_fit_with_a_prior_then_load_and_sample(case: str, tmp_path: Path) -> Non
         assert model.prior.pseudo_inputs.shape == (7, 12)
         assert bool(model.prior.initialised)
     if case == "mog":  # the same command line resumes the run: the prior matches the file's
-        proc = subprocess.run(
-            [sys.executable, "-m", "latentzoo", "fit", *args, *SMALL, "--trainer.max_epochs",
-             "2", "--ckpt_path", "last"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+        proc = run_python("-m", "latentzoo", "fit", *args, *SMALL, "--trainer.max_epochs", "2",
+                          "--ckpt_path", "last", cwd=tmp_path, timeout=300)  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-3000:]
         resumed = torch.load(
             tmp_path / "runs/VAE-Synthetic/version_1/checkpoints/last.ckpt", weights_only=True

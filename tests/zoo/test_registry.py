@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from testutils import run_python
 
 from latentzoo.zoo import VAE, create_model, get_model_class, list_models, registry
 
@@ -78,17 +78,14 @@ def test_broken_plugin_warns_and_the_zoo_survives(clean_registry, tmp_path, monk
 def test_plugin_model_trains_from_the_cli(tmp_path) -> None:
     root = write_plugin(tmp_path / "site", PLUGIN)
     env = {"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}
-    cmd = [sys.executable, "-m", "latentzoo"]
-    listed = subprocess.run([*cmd, "models"], env=env, capture_output=True, text=True, check=True)
+    cmd = ["-m", "latentzoo"]
+    listed = run_python(*cmd, "models", env=env, check=True)
     assert "PluginVAE" in listed.stdout and "third-party" in listed.stdout
-    fit = subprocess.run(
-        [*cmd, "fit", "--model", "PluginVAE", "--data.num_train", "300", "--data.val_size", "60",
-         "--trainer.fast_dev_run", "1"],
-        env=env, cwd=tmp_path, capture_output=True, text=True,
+    fit = run_python(
+        *cmd, "fit", "--model", "PluginVAE", "--data.num_train", "300", "--data.val_size", "60",
+        "--trainer.fast_dev_run", "1", env=env, cwd=tmp_path,
     )  # fmt: skip
     assert fit.returncode == 0, fit.stderr[-2000:]
-    printed = subprocess.run(
-        [*cmd, "fit", "--model", "PluginVAE", "--print_config"],
-        env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+    printed = run_python(*cmd, "fit", "--model", "PluginVAE", "--print_config", env=env,
+                         check=True)  # fmt: skip
     assert "class_path: lz_plugin.PluginVAE" in printed.stdout

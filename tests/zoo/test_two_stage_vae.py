@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from testutils import FASHION_MNIST_DEBIAN, BlobImages, changed, snapshot, trainer
+from testutils import BlobImages, changed, needs_fashion_mnist, snapshot, trainer
 
 from latentzoo.zoo import VAE, TwoStageVAE
 from latentzoo.zoo.likelihoods import LikelihoodName
@@ -39,7 +39,6 @@ def small(**kw: object) -> TwoStageVAE:
     return TwoStageVAE(latent_dim=4, width=8, stage2_width=8, **kw)  # type: ignore[arg-type]
 
 
-@pytest.mark.skipif(not FASHION_MNIST_DEBIAN.exists(), reason="Debian's Fashion-MNIST missing")
 def saved_vae(path: Path, likelihood: LikelihoodName = "gaussian_gamma", batches: int = 2) -> VAE:
     """A small VAE trained briefly, its checkpoint written to ``path``: a stage 1 to load."""
     vae = VAE(latent_dim=4, width=8, likelihood=likelihood)
@@ -49,6 +48,7 @@ def saved_vae(path: Path, likelihood: LikelihoodName = "gaussian_gamma", batches
     return vae
 
 
+@needs_fashion_mnist
 def test_stage1_gamma_is_trained_on_real_data() -> None:
     from latentzoo.datamodules import FashionMNIST
 
