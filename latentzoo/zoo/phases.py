@@ -10,8 +10,21 @@ keep their optimizer order) and ``training_step`` from it. One training batch go
 2. Every active phase in order, with only its parameters requiring grad (``toggled_optimizer``):
    ``repeats`` times loss, ``zero_grad``, backward, step, ``after_step``. With ``simultaneous =
    True`` (VAE-GAN's Algorithm 1) every active phase's gradient is taken first, all at the same
-   parameters, and then every optimizer steps.
+   parameters, and then every optimizer steps whose phase's ``step_if`` (if any) allows it on
+   this batch's terms (Larsen et al.'s equilibrium gating).
 3. ``end_batch(terms, logged)``, after the last step.
+
+**Fresh data per step.** By default every step of a batch sees the whole batch. A model with
+``fresh_batches = True`` (the WAE-GP/LMGAE authors' recipe: a new batch for the auto-encoder,
+each critic step, the generator and the mask) gets the loader's batch split into as many
+consecutive chunks as the batch has optimizer steps, one per step in phase order
+(``Tensor.tensor_split``: sizes differ by at most one). The loader's batch is then k x the
+per-step batch: 8 x 64 = 512 for the MaskAAE authors' LMGAE.
+
+**Learning-rate schedules.** A phase's ``lr_factor`` (e.g. LMGAE's 5x drop, the 2-stage VAE's
+halvings) multiplies the learning rate each of its optimizer's parameter groups was built with
+(kept in the group as ``base_lr``), set before the phase's steps on every batch; computed from
+counters that checkpoints restore, it resumes exactly.
 
 **One step is one batch.** ``trainer.global_step`` advances by exactly 1 per training batch,
 whatever the number of phases and repeats, so ``max_steps``, ``val_check_interval``,
@@ -28,30 +41,25 @@ write (:meth:`AutoencoderModule.logger_writes_this_step`), each phase's ``"loss"
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import lightning as L
-import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from typing_extensions import override
 
 from latentzoo.zoo.base import AutoencoderModule
+from latentzoo.zoo.optimizers import rmsprop
 
 __all__ = ["OptimizerFactory", "Phase", "PhasedAutoencoder", "rmsprop", "step_uncounted"]
 
 OptimizerFactory = Callable[..., Optimizer]
-"""Called as ``factory(phase.params, phase.lr)``; a ``torch.optim`` class is one."""
-
-
-def rmsprop(params: Iterable[nn.Parameter] | nn.Module, lr: float) -> Optimizer:
-    """The default optimizer of a phase: RMSProp, as in the WAE-GP/LMGAE and VAE-GAN papers."""
-    if isinstance(params, nn.Module):
-        params = params.parameters()
-    return torch.optim.RMSprop(params, lr=lr)
+"""Called as ``factory(phase.params, phase.lr)``; a ``torch.optim`` class is one. The default is
+PyTorch's RMSProp (:func:`latentzoo.zoo.optimizers.rmsprop`)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,10 @@ class Phase:
             always. An inactive phase keeps its optimizer and that optimizer's state.
         headline: The key of one of this phase's terms that is the run's ``train/loss`` (logged
             under that name only); see the module docstring for the default.
+        lr_factor: Multiplies the optimizer's learning rates on this batch (None: 1).
+        step_if: Given every active phase's terms of the batch, whether this phase's optimizer
+            steps (None: always); simultaneous models only, where every gradient is known
+            before the first step.
     """
 
     name: str
@@ -83,6 +95,8 @@ class Phase:
     optimizer: OptimizerFactory = rmsprop
     active: Callable[[], bool] | None = None
     headline: str | None = None
+    lr_factor: Callable[[], float] | None = None
+    step_if: Callable[[Mapping[str, Tensor]], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.repeats < 1:
@@ -90,6 +104,14 @@ class Phase:
 
     def is_active(self) -> bool:
         return self.active is None or self.active()
+
+    def scale_lr(self, optimizer: Optimizer) -> None:
+        """Set each parameter group's lr to its ``base_lr`` times :attr:`lr_factor`."""
+        if self.lr_factor is None:
+            return
+        factor = self.lr_factor()
+        for group in optimizer.param_groups:
+            group["lr"] = group.setdefault("base_lr", group["lr"]) * factor
 
 
 def _no_closure() -> None:
@@ -123,6 +145,9 @@ class PhasedAutoencoder(AutoencoderModule):
 
     simultaneous: ClassVar[bool] = False
     """Take every active phase's gradient before any optimizer steps (each phase once a batch)."""
+
+    fresh_batches: bool = False
+    """Give each optimizer step of a batch its own chunk of it (see the module docstring)."""
 
     @property
     @override
@@ -162,6 +187,16 @@ class PhasedAutoencoder(AutoencoderModule):
                 f"{type(self).__name__} updates its phases simultaneously, so each steps once a "
                 f"batch; got repeats {[p.repeats for p in phases]}"
             )
+        if self.simultaneous and self.fresh_batches:
+            raise ValueError(
+                f"{type(self).__name__} updates its phases simultaneously, at the same parameters "
+                f"and on the same batch; fresh_batches needs phases stepped in turn"
+            )
+        if not self.simultaneous and any(p.step_if is not None for p in phases):
+            raise ValueError(
+                f"{type(self).__name__}: a phase's step_if needs simultaneous = True (every "
+                f"gradient of the batch taken before its first step)"
+            )
         return [p.optimizer(p.params, p.lr) for p in phases]
 
     @override
@@ -193,14 +228,28 @@ class PhasedAutoencoder(AutoencoderModule):
         else:
             step_uncounted(self.trainer, optimizer)
 
+    def step_batches(self, x: Tensor, steps: int) -> Iterator[Tensor]:
+        """The data of each of the batch's ``steps`` optimizer steps, in order."""
+        if not self.fresh_batches:
+            return itertools.repeat(x)
+        if len(x) < steps:
+            raise ValueError(
+                f"{type(self).__name__} gives each of its {steps} optimizer steps per batch a "
+                f"batch of its own, split from the loader's batch, which has only {len(x)} "
+                f"samples; use a batch size of at least {steps} (k x the per-step batch)"
+            )
+        return iter(x.tensor_split(steps))
+
     def _run_in_turn(
         self, x: Tensor, active: list[tuple[Phase, LightningOptimizer]]
     ) -> list[tuple[Phase, dict[str, Tensor]]]:
         done = []
+        batches = self.step_batches(x, sum(p.repeats for p, _ in active))
         for i, (phase, opt) in enumerate(active):
+            phase.scale_lr(opt.optimizer)
             with self.toggled_optimizer(opt):
                 for r in range(phase.repeats):
-                    terms = phase.loss(x)
+                    terms = phase.loss(next(batches))
                     opt.zero_grad()
                     self.manual_backward(terms["loss"])
                     self._step(opt, counted=i == len(active) - 1 and r == phase.repeats - 1)
@@ -219,8 +268,16 @@ class PhasedAutoencoder(AutoencoderModule):
                 opt.zero_grad()
                 self.manual_backward(terms["loss"])
             done.append((phase, terms))
-        for i, (phase, opt) in enumerate(active):  # every gradient is taken: now the steps
-            self._step(opt, counted=i == len(active) - 1)
+        every = {k: v for _, t in done for k, v in t.items() if k != "loss"}
+        stepping = [(p, o) for p, o in active if p.step_if is None or p.step_if(every)]
+        if not stepping:
+            raise RuntimeError(
+                f"{type(self).__name__}'s step_if rules vetoed every step of a batch; a batch "
+                f"must step at least one optimizer"
+            )
+        for i, (phase, opt) in enumerate(stepping):  # every gradient is taken: now the steps
+            phase.scale_lr(opt.optimizer)
+            self._step(opt, counted=i == len(stepping) - 1)
             if phase.after_step is not None:
                 phase.after_step()
         return done
