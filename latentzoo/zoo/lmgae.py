@@ -46,9 +46,8 @@ dimension the encoder happens to use.)
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -56,86 +55,13 @@ from typing_extensions import override
 
 from latentzoo.zoo.densities import LatentDensity
 from latentzoo.zoo.likelihoods import LikelihoodName
+from latentzoo.zoo.maskaae_recipes import LMGAE_RECIPES, LMGAERecipe, Recipe, WAEGPRecipe
 from latentzoo.zoo.optimizers import OPTIMIZERS
 from latentzoo.zoo.phases import Phase
 from latentzoo.zoo.registry import register_model
-from latentzoo.zoo.wae_gp import (
-    WAEGP,
-    Recipe,
-    WAEGPRecipe,
-    authors_interval,
-    authors_recipe,
-    latentzoo_recipe,
-)
+from latentzoo.zoo.wae_gp import WAEGP
 
-__all__ = ["LMGAE", "LMGAERecipe"]
-
-
-def exp_weighted_variance(z: Tensor, m: Tensor) -> Tensor:
-    """mean_{b,j} (mean_b z_bj - z_bj)^2 exp(-10 m_j^2): the authors' V (MA:256-258)."""
-    return ((z.mean(0) - z).pow(2) * torch.exp(-10 * m.pow(2))).mean()
-
-
-def open_weighted_variance(z: Tensor, m: Tensor) -> Tensor:
-    """sum_j (1 - m_j) Var_batch[z_j] (unbiased): latentzoo's V."""
-    return ((1 - m) * z.var(0)).sum()
-
-
-@dataclass(frozen=True)
-class LMGAERecipe(WAEGPRecipe):
-    """WAE-GP's constants and the mask's; an argument left at None takes the value here."""
-
-    mask_lr: float
-    mask_init: float | None  # every m_j at the start; None: v ~ U[0, 5]
-    var_weight: float  # lambda_v
-    variance_penalty: Callable[[Tensor, Tensor], Tensor]  # V(codes, mask)
-    var_precision: bool  # V weighted by the likelihood's precision
-    mask_ae_weight: float  # beta
-    mask_reconstruction: Literal["reconstruction", "squared_error"]  # R_M
-    critic_term: Callable[[Tensor], Tensor]  # C(W)
-    open_cost: float  # gamma
-    binarize_doubling_steps: int
-    binarize_stepwise: bool  # c_t doubles at multiples, or continuously
-
-
-def lmgae_authors(latent_dim: int) -> LMGAERecipe:
-    return LMGAERecipe(
-        **vars(authors_recipe(latent_dim)),
-        mask_lr=5e-4,  # 5 x lr (MA:291-292)
-        mask_init=None,
-        var_weight=100.0,  # MA:576
-        variance_penalty=exp_weighted_variance,
-        var_precision=False,
-        mask_ae_weight=1000.0,
-        mask_reconstruction="reconstruction",
-        critic_term=lambda w: (1 + w).pow(2),
-        open_cost=0.0,
-        binarize_doubling_steps=4 * authors_interval(latent_dim),
-        binarize_stepwise=True,
-    )
-
-
-def lmgae_latentzoo(latent_dim: int) -> LMGAERecipe:
-    return LMGAERecipe(
-        **vars(latentzoo_recipe(latent_dim)),
-        mask_lr=1e-2,
-        mask_init=0.5,
-        var_weight=1.0,
-        variance_penalty=open_weighted_variance,
-        var_precision=True,
-        mask_ae_weight=3.0,
-        mask_reconstruction="squared_error",
-        critic_term=lambda w: w,
-        open_cost=1.0,
-        binarize_doubling_steps=500,
-        binarize_stepwise=False,
-    )
-
-
-RECIPES: dict[str, Callable[[int], LMGAERecipe]] = {
-    "authors": lmgae_authors,
-    "latentzoo": lmgae_latentzoo,
-}
+__all__ = ["LMGAE"]
 
 
 @register_model
@@ -227,7 +153,7 @@ class LMGAE(WAEGP):
 
     @override
     def recipe_table(self) -> WAEGPRecipe:
-        return RECIPES[self.recipe](self.latent_dim)
+        return LMGAE_RECIPES[self.recipe](self.latent_dim)
 
     @override
     def batches_trained(self) -> int:

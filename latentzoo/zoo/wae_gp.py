@@ -36,7 +36,6 @@ updates do not depend on it: RMSProp undoes a loss's scale).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -46,14 +45,13 @@ from typing_extensions import override
 from latentzoo.zoo import nets
 from latentzoo.zoo.densities import LatentDensity
 from latentzoo.zoo.likelihoods import LikelihoodName, make_likelihood
-from latentzoo.zoo.optimizers import OPTIMIZERS, OptimizerName
+from latentzoo.zoo.maskaae_recipes import WAEGP_RECIPES, Recipe, WAEGPRecipe
+from latentzoo.zoo.optimizers import OPTIMIZERS
 from latentzoo.zoo.phases import Phase, PhasedAutoencoder
 from latentzoo.zoo.recipes import LegacyRecipes, with_overrides
 from latentzoo.zoo.registry import register_model
 
-__all__ = ["WAEGP", "WAEGPRecipe", "authors_interval", "gradient_penalty"]
-
-Recipe = Literal["authors", "latentzoo"]
+__all__ = ["WAEGP", "gradient_penalty"]
 
 
 def gradient_penalty(
@@ -71,74 +69,6 @@ def gradient_penalty(
     u = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)  # (B, m)
     (grad,) = torch.autograd.grad(critic(u).sum(), u, create_graph=True)  # (B, m)
     return (grad.norm(2, dim=1) - 1).pow(2).mean()
-
-
-def authors_interval(latent_dim: int) -> int:
-    """I, MaskAAE's schedule interval (MaskAAE_MNIST.py:323): 75 for M <= 20, else
-    min(10000, floor(1125 M / 10))."""
-    return 75 if latent_dim <= 20 else min(10000, 1125 * latent_dim // 10)
-
-
-@dataclass(frozen=True)
-class WAEGPRecipe:
-    """What a recipe sets; an argument left at None takes the value here."""
-
-    critic_lr: float
-    generator_lr: float | None  # None: lr
-    critic_width: int | None  # units of each hidden layer; None: 4 * width
-    critic_depth: int
-    critic_activation: nets.Activation
-    critic_glorot: bool  # TF1 Keras initialisation (nets.glorot_)
-    optimizer: OptimizerName
-    generator_first: bool  # L_G before the critic steps, or after them
-    fresh_batches: bool  # each step its own chunk of the loader's batch
-    reconstruction: Literal["cost", "nll"]  # likelihood.cost or likelihood.nll
-    lr_drop_after: int | None  # batches after which lr (and LMGAE's mask_lr) x lr_drop
-    lr_drop: float
-
-
-def authors_recipe(latent_dim: int) -> WAEGPRecipe:
-    """MaskAAE_MNIST.py (arnabkmondal/MaskAAE @ e508d96, cited MA:line)."""
-    return WAEGPRecipe(  # the auto-encoder's rate 5e-4 is 5 x the script's lr 1e-4 (MA:304-305)
-        critic_lr=1e-4,  # MA:308-309
-        generator_lr=1e-4,  # MA:306-307
-        critic_width=1024,  # 4 x Dense(1024, ReLU) (MA:169-182)
-        critic_depth=4,
-        critic_activation="relu",
-        critic_glorot=True,  # glorot-normal kernels (MA:127)
-        optimizer="tf1_rmsprop",  # tf.train.RMSPropOptimizer
-        generator_first=False,  # AE, critic x 5, generator (MA:346-372)
-        fresh_batches=True,  # np.random.randint batches and z for every step (MA:347-386)
-        reconstruction="cost",  # per-pixel mean BCE (MA:247-248)
-        # The script multiplies the AE (and mask) *loss* by 1/5 after step 5 I (MA:388-390),
-        # which RMSProp undoes within ~50 steps; the learning rate is dropped instead.
-        lr_drop_after=5 * authors_interval(latent_dim),
-        lr_drop=0.2,
-    )
-
-
-def latentzoo_recipe(latent_dim: int) -> WAEGPRecipe:
-    """latentzoo's LMGAE variant (issue 11), mask off."""
-    return WAEGPRecipe(
-        critic_lr=5e-4,  # as fast as the auto-encoder: see the module docstring
-        generator_lr=None,
-        critic_width=None,
-        critic_depth=2,
-        critic_activation="leaky_relu",
-        critic_glorot=False,
-        optimizer="rmsprop",
-        generator_first=True,
-        fresh_batches=False,
-        reconstruction="nll",
-        lr_drop_after=None,
-        lr_drop=1.0,
-    )
-
-
-RECIPES: dict[str, Callable[[int], WAEGPRecipe]] = {
-    "authors": authors_recipe,
-    "latentzoo": latentzoo_recipe,
-}
 
 
 @register_model
@@ -187,10 +117,10 @@ class WAEGP(LegacyRecipes, PhasedAutoencoder):
         lr: float = 5e-4,
         prior: LatentDensity | None = None,
     ) -> None:
-        if recipe not in RECIPES or update not in ("separate", "folded"):
+        if recipe not in WAEGP_RECIPES or update not in ("separate", "folded"):
             raise ValueError(
-                f"recipe must be one of {sorted(RECIPES)} and update 'separate' or 'folded', got "
-                f"{recipe!r}, {update!r}"
+                f"recipe must be one of {sorted(WAEGP_RECIPES)} and update 'separate' or "
+                f"'folded', got {recipe!r}, {update!r}"
             )
         super().__init__(data_shape, latent_dim, width, lr, prior)
         if reg_weight < 0 or gp_weight < 0 or n_critic < 1:
@@ -215,7 +145,7 @@ class WAEGP(LegacyRecipes, PhasedAutoencoder):
     # -- the recipe -------------------------------------------------------------------------------
     def recipe_table(self) -> WAEGPRecipe:
         """The constants of ``self.recipe`` for this model, before the overrides."""
-        return RECIPES[self.recipe](self.latent_dim)
+        return WAEGP_RECIPES[self.recipe](self.latent_dim)
 
     def apply_recipe(self) -> None:
         """Resolve the constants of ``recipe`` and ``overrides`` and build what depends on them
