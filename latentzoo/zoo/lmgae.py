@@ -55,9 +55,10 @@ from typing_extensions import override
 
 from latentzoo.zoo.densities import LatentDensity
 from latentzoo.zoo.likelihoods import LikelihoodName
-from latentzoo.zoo.maskaae_recipes import LMGAE_RECIPES, LMGAERecipe, Recipe, WAEGPRecipe
+from latentzoo.zoo.maskaae_recipes import LMGAE_RECIPES, LMGAERecipe, WAEGPRecipe
 from latentzoo.zoo.optimizers import OPTIMIZERS
 from latentzoo.zoo.phases import Phase
+from latentzoo.zoo.recipes import Recipe
 from latentzoo.zoo.registry import register_model
 from latentzoo.zoo.wae_gp import WAEGP
 

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from latentzoo.zoo.nets import Activation
 from latentzoo.zoo.optimizers import OptimizerName
+from latentzoo.zoo.recipes import Recipe
 
 __all__ = [
     "LMGAE_RECIPES",
@@ -29,8 +30,6 @@ __all__ = [
     "exp_weighted_variance",
     "open_weighted_variance",
 ]
-
-Recipe = Literal["authors", "latentzoo"]
 
 
 def authors_interval(latent_dim: int) -> int:

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, MutableMapping
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 import lightning as L
 from typing_extensions import override
 
-__all__ = ["LegacyRecipes", "with_overrides"]
+__all__ = ["LegacyRecipes", "Recipe", "with_overrides"]
+
+Recipe = Literal["authors", "latentzoo"]
+"""The recipes a zoo model may offer: its authors' published code, or latentzoo's variant."""
 
 T = TypeVar("T")
 

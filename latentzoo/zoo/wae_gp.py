@@ -45,10 +45,10 @@ from typing_extensions import override
 from latentzoo.zoo import nets
 from latentzoo.zoo.densities import LatentDensity
 from latentzoo.zoo.likelihoods import LikelihoodName, make_likelihood
-from latentzoo.zoo.maskaae_recipes import WAEGP_RECIPES, Recipe, WAEGPRecipe
+from latentzoo.zoo.maskaae_recipes import WAEGP_RECIPES, WAEGPRecipe
 from latentzoo.zoo.optimizers import OPTIMIZERS
 from latentzoo.zoo.phases import Phase, PhasedAutoencoder
-from latentzoo.zoo.recipes import LegacyRecipes, with_overrides
+from latentzoo.zoo.recipes import LegacyRecipes, Recipe, with_overrides
 from latentzoo.zoo.registry import register_model
 
 __all__ = ["WAEGP", "gradient_penalty"]
