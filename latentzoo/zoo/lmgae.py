@@ -3,7 +3,7 @@
 Mondal et al., "Towards Latent Space Optimality for Auto-Encoder Based Generative Models" (later
 "MaskAAE"), sec. 4. A mask m = 1 - exp(-v) in [0, 1]^M, v >= 0 (projected after every mask step),
 multiplies both the encodings and the prior samples before the decoder D and the critic f; on
-every batch four losses are minimized, each by its own optimizer, in the recipe's order
+every step four losses are minimized, each by its own optimizer, in the recipe's order
 (:class:`~latentzoo.zoo.WAEGP`'s phases, then the mask's):
 
     L_AE = R + lambda_v V                                           encoder, decoder
@@ -21,10 +21,11 @@ open those the decoder needs; c_t snaps m to {0, 1}. A dimension is active when 
   coordinates of (mean_b e_bj - e_bj)^2 exp(-10 m_j^2), lambda_v = 100 (MA:256-259);
 * R_M = R with beta = 1000, C(W) = (1 - (E f(m e) - E f(m z)))^2 = (1 + W)^2, gamma = 0
   (MA:263-266); v ~ U[0, 5] at the start (MA:318-320); mask RMSProp rate 5e-4;
-* c_t = (2 / M) 2^floor(t / 4I), capped at 2048, t the batches trained, I = 75 for M <= 20 else
+* c_t = (2 / M) 2^floor(t / 4I), capped at 2048, t the steps trained (each step a cycle of 8
+  training batches: one per phase step, each on a batch of its own), I = 75 for M <= 20 else
   min(10000, floor(1125 M / 10)) (MA:323, 343, 377-378); for M > 20, c_t stays 2 / M for the
-  first 4 I = 10,800+ batches, longer than CPU-sized runs;
-* the auto-encoder's and the mask's learning rates x 1/5 after batch 5 I. The authors multiply
+  first 4 I = 10,800+ steps, longer than CPU-sized runs;
+* the auto-encoder's and the mask's learning rates x 1/5 after step 5 I. The authors multiply
   those two *losses* by 1/5 (MA:388-390), which RMSProp undoes within ~50 steps (0.21x the step
   right after, 0.95x 50 steps later); the intended lasting drop is implemented instead.
 
@@ -82,10 +83,10 @@ class LMGAE(WAEGP):
         mask_init: Every m_j at the start, in (0, 1); None: the recipe's (v ~ U[0, 5], 0.5).
         mask_threshold: A dimension is active when its mask entry is >= this.
         open_cost: gamma, the price per open dimension once warmed up; None: the recipe's (0, 1).
-        open_cost_warmup_steps: Batches over which gamma_t rises linearly from 0 to ``open_cost``.
+        open_cost_warmup_steps: Steps over which gamma_t rises linearly from 0 to ``open_cost``.
         binarize_start: c_0 of the binarizing regularizer; None means 2 / latent_dim.
         binarize_max: The cap on c_t.
-        binarize_doubling_steps: Batches over which c_t doubles; None: the recipe's (4 I, 500).
+        binarize_doubling_steps: Steps over which c_t doubles; None: the recipe's (4 I, 500).
         data_shape, latent_dim, likelihood, decoder_sigma, gp_weight, n_critic, critic_lr,
             generator_lr, critic_width, width, lr, prior: See :class:`WAEGP`.
     """
@@ -148,7 +149,7 @@ class LMGAE(WAEGP):
         init = self.constants.mask_init
         v = 5 * torch.rand(latent_dim) if init is None else torch.full((latent_dim,), init)
         self.mask_param = nn.Parameter(v if init is None else -torch.log1p(-v))  # m = 1 - e^-v
-        # Batches trained (mask steps, one a batch), for the schedules; a buffer so that it
+        # Steps trained (mask steps, one a batch or cycle), for the schedules; a buffer so that it
         # resumes from checkpoints, including those written before one global_step meant one batch.
         self.register_buffer("mask_steps", torch.zeros((), dtype=torch.long))
 
@@ -157,7 +158,7 @@ class LMGAE(WAEGP):
         return LMGAE_RECIPES[self.recipe](self.latent_dim)
 
     @override
-    def batches_trained(self) -> int:
+    def steps_trained(self) -> int:
         return int(self.mask_steps)
 
     # -- the mask ---------------------------------------------------------------------------------
@@ -190,14 +191,14 @@ class LMGAE(WAEGP):
         self.mask_steps += 1
 
     def binarize_weight(self) -> float:
-        """c_t: ``binarize_start`` doubled every ``binarize_doubling_steps`` batches, capped."""
-        doublings = self.batches_trained() / self.constants.binarize_doubling_steps
+        """c_t: ``binarize_start`` doubled every ``binarize_doubling_steps`` steps, capped."""
+        doublings = self.steps_trained() / self.constants.binarize_doubling_steps
         doublings = math.floor(doublings) if self.constants.binarize_stepwise else doublings
         return min(self.binarize_max, self.binarize_start * 2.0 ** min(doublings, 64.0))
 
     def open_cost_weight(self) -> float:
-        """gamma_t: ``open_cost`` ramped up linearly over ``open_cost_warmup_steps`` batches."""
-        ramp = min(1.0, self.batches_trained() / self.open_cost_warmup_steps)
+        """gamma_t: ``open_cost`` ramped up linearly over ``open_cost_warmup_steps`` steps."""
+        ramp = min(1.0, self.steps_trained() / self.open_cost_warmup_steps)
         return self.constants.open_cost * ramp
 
     # -- loss terms -------------------------------------------------------------------------------

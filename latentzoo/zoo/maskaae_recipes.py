@@ -50,9 +50,9 @@ class WAEGPRecipe:
     critic_glorot: bool  # TF1 Keras initialisation (nets.glorot_)
     optimizer: OptimizerName
     generator_first: bool  # L_G before the critic steps, or after them
-    fresh_batches: bool  # each step its own chunk of the loader's batch
+    fresh_batches: bool  # one optimizer step per training batch, each on a batch of its own
     reconstruction: Literal["cost", "nll"]  # likelihood.cost or likelihood.nll
-    lr_drop_after: int | None  # batches after which lr (and LMGAE's mask_lr) x lr_drop
+    lr_drop_after: int | None  # steps after which lr (and LMGAE's mask_lr) x lr_drop
     lr_drop: float
 
 

@@ -14,35 +14,29 @@ keep their optimizer order) and ``training_step`` from it. One training batch go
    this batch's terms (Larsen et al.'s equilibrium gating).
 3. ``end_batch(terms, logged)``, after the last step.
 
-**Fresh data per step.** By default every step of a batch sees the whole batch. A model with
-``fresh_batches = True`` (the WAE-GP/LMGAE authors' recipe: a new batch for the auto-encoder,
-each critic step, the generator and the mask) gets the loader's batch split into as many
-consecutive chunks as the batch has optimizer steps, one per step in phase order
-(``Tensor.tensor_split``: sizes differ by at most one). The loader's batch is then k x the
-per-step batch: 8 x 64 = 512 for the MaskAAE authors' LMGAE.
-
-**Learning-rate schedules.** A phase's ``lr_factor`` (e.g. LMGAE's 5x drop, the 2-stage VAE's
-halvings) multiplies the learning rate each of its optimizer's parameter groups was built with
-(kept in the group as ``base_lr``), set before the phase's steps on every batch; computed from
-counters that checkpoints restore, it resumes exactly.
+**One optimizer step per batch** with ``fresh_batches = True`` (the WAE-GP/LMGAE authors'
+recipe, a new batch and prior draw for every step): the batch takes one step of the *cycle* (the
+active phases' steps in order, each ``repeats`` times), the one at ``global_step mod
+len(cycle)``, so the loader's batch size is the per-step one (the authors' 64) and a cycle of k
+steps takes k batches; :meth:`PhasedAutoencoder.cycles_done` counts cycles for schedules. Each
+phase's latest terms are kept for logging. A phase's ``lr_factor`` (a schedule from counters a
+checkpoint restores) scales its optimizer's groups' rates (``base_lr``) before its steps.
 
 **One step is one batch.** ``trainer.global_step`` advances by exactly 1 per training batch,
 whatever the number of phases and repeats, so ``max_steps``, ``val_check_interval``,
-``log_every_n_steps``, schedules read from ``global_step`` and checkpoint names count batches as
-for the one-optimizer VAE. In manual optimization Lightning counts one step per
-``LightningOptimizer.step()`` call; the engine calls it for the last step of the batch only, and
-takes every other step with :func:`step_uncounted`.
+``log_every_n_steps``, schedules and checkpoint names count batches as for the one-optimizer VAE.
+Lightning counts each ``LightningOptimizer.step()`` call; the engine calls it for the batch's
+last step only, and takes every other step with :func:`step_uncounted`.
 
-Logged keys: ``train/loss`` on every batch (progress bar): the term of the first active phase
-that names a ``headline``, else the first active phase's ``"loss"``. On the batches the loggers
-write (:meth:`AutoencoderModule.logger_writes_this_step`), each phase's ``"loss"`` as
+Logged: ``train/loss`` every batch (progress bar): the term of the first active phase that names
+a ``headline``, else the first active phase's ``"loss"``; on the batches the loggers write
+(:meth:`AutoencoderModule.logger_writes_this_step`), each phase's ``"loss"`` as
 ``train/<phase name>_loss`` and its other terms as ``train/<term>``.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -82,8 +76,7 @@ class Phase:
             under that name only); see the module docstring for the default.
         lr_factor: Multiplies the optimizer's learning rates on this batch (None: 1).
         step_if: Given every active phase's terms of the batch, whether this phase's optimizer
-            steps (None: always); simultaneous models only, where every gradient is known
-            before the first step.
+            steps (None: always); simultaneous models only (every gradient taken first).
     """
 
     name: str
@@ -147,7 +140,7 @@ class PhasedAutoencoder(AutoencoderModule):
     """Take every active phase's gradient before any optimizer steps (each phase once a batch)."""
 
     fresh_batches: bool = False
-    """Give each optimizer step of a batch its own chunk of it (see the module docstring)."""
+    """One step of the phases' cycle per training batch (see the module docstring)."""
 
     @property
     @override
@@ -182,15 +175,11 @@ class PhasedAutoencoder(AutoencoderModule):
         names = [p.name for p in phases]
         if len(set(names)) != len(names):
             raise ValueError(f"{type(self).__name__}'s phases need distinct names, got {names}")
-        if self.simultaneous and any(p.repeats != 1 for p in phases):
+        if self.simultaneous and (self.fresh_batches or any(p.repeats != 1 for p in phases)):
             raise ValueError(
                 f"{type(self).__name__} updates its phases simultaneously, so each steps once a "
-                f"batch; got repeats {[p.repeats for p in phases]}"
-            )
-        if self.simultaneous and self.fresh_batches:
-            raise ValueError(
-                f"{type(self).__name__} updates its phases simultaneously, at the same parameters "
-                f"and on the same batch; fresh_batches needs phases stepped in turn"
+                f"batch and on that batch; got repeats {[p.repeats for p in phases]} and "
+                f"fresh_batches={self.fresh_batches}"
             )
         if not self.simultaneous and any(p.step_if is not None for p in phases):
             raise ValueError(
@@ -213,8 +202,8 @@ class PhasedAutoencoder(AutoencoderModule):
                 f"batch must step at least one optimizer (check the phases' `active` rules)"
             )
         self.begin_batch(x)
-        run = self._run_simultaneous if self.simultaneous else self._run_in_turn
-        done = run(x, active)
+        run = self._run_cycle_step if self.fresh_batches else self._run_in_turn
+        done = (self._run_simultaneous if self.simultaneous else run)(x, active)
         terms, headline = _collect(done)
         if logged:
             self.log_dict({f"train/{k}": v for k, v in terms.items()}, batch_size=len(x))
@@ -228,28 +217,22 @@ class PhasedAutoencoder(AutoencoderModule):
         else:
             step_uncounted(self.trainer, optimizer)
 
-    def step_batches(self, x: Tensor, steps: int) -> Iterator[Tensor]:
-        """The data of each of the batch's ``steps`` optimizer steps, in order."""
+    def cycles_done(self) -> int:
+        """Cycles of the phases completed: ``global_step`` without ``fresh_batches`` (one cycle a
+        batch), ``global_step // len(cycle)`` with it."""
         if not self.fresh_batches:
-            return itertools.repeat(x)
-        if len(x) < steps:
-            raise ValueError(
-                f"{type(self).__name__} gives each of its {steps} optimizer steps per batch a "
-                f"batch of its own, split from the loader's batch, which has only {len(x)} "
-                f"samples; use a batch size of at least {steps} (k x the per-step batch)"
-            )
-        return iter(x.tensor_split(steps))
+            return self.global_step
+        return self.global_step // sum(p.repeats for p in self.phases() if p.is_active())
 
     def _run_in_turn(
         self, x: Tensor, active: list[tuple[Phase, LightningOptimizer]]
     ) -> list[tuple[Phase, dict[str, Tensor]]]:
         done = []
-        batches = self.step_batches(x, sum(p.repeats for p, _ in active))
         for i, (phase, opt) in enumerate(active):
             phase.scale_lr(opt.optimizer)
             with self.toggled_optimizer(opt):
                 for r in range(phase.repeats):
-                    terms = phase.loss(next(batches))
+                    terms = phase.loss(x)
                     opt.zero_grad()
                     self.manual_backward(terms["loss"])
                     self._step(opt, counted=i == len(active) - 1 and r == phase.repeats - 1)
@@ -257,6 +240,24 @@ class PhasedAutoencoder(AutoencoderModule):
                         phase.after_step()
             done.append((phase, terms))
         return done
+
+    def _run_cycle_step(
+        self, x: Tensor, active: list[tuple[Phase, LightningOptimizer]]
+    ) -> list[tuple[Phase, dict[str, Tensor]]]:
+        """The cycle's step at ``global_step``, on this batch; every phase's latest terms."""
+        steps = [(p, o) for p, o in active for _ in range(p.repeats)]  # one cycle, in order
+        phase, opt = steps[self.global_step % len(steps)]
+        phase.scale_lr(opt.optimizer)
+        with self.toggled_optimizer(opt):
+            terms = phase.loss(x)
+            opt.zero_grad()
+            self.manual_backward(terms["loss"])
+            self._step(opt, counted=True)
+            if phase.after_step is not None:
+                phase.after_step()
+        latest = self.__dict__.setdefault("_latest_terms", {})  # not state: logging only
+        latest[phase.name] = {k: v.detach() for k, v in terms.items()}
+        return [(p, latest[p.name]) for p, _ in active if p.name in latest]
 
     def _run_simultaneous(
         self, x: Tensor, active: list[tuple[Phase, LightningOptimizer]]

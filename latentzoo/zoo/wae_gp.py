@@ -15,7 +15,8 @@ and the encoder matched to p(z) as in Tolstikhin et al. 2018 (WAE-GAN):
 ``wasserstein``. The recipes (:mod:`latentzoo.zoo.recipes`; sources on docs/models/wae_gp_lmgae.md):
 
 * ``authors`` (MaskAAE_MNIST.py with ``--mask_on 0``): per step the auto-encoder, 5 critic steps,
-  then the generator, each on a batch and a prior draw of its own; c the mean over coordinates of
+  then the generator, each on a batch and a prior draw of its own (one step per training batch:
+  the loader's batch size is the per-step batch, 64); c the mean over coordinates of
   the binary cross-entropy (``likelihood="bernoulli"``) or squared error (Gaussians);
   TF1's RMSProp at 5e-4 (auto-encoder), 1e-4 (critic), 1e-4 (generator); a 4 x 1024 ReLU critic.
   The auto-encoder's rate drops 5x after LMGAE's step 5 I (see :mod:`latentzoo.zoo.lmgae`).
@@ -164,14 +165,15 @@ class WAEGP(LegacyRecipes, PhasedAutoencoder):
         critic = nets.mlp(self.latent_dim, 1, hidden, c.critic_depth, 0.2, c.critic_activation)
         return nets.glorot_(critic) if c.critic_glorot else critic
 
-    def batches_trained(self) -> int:
-        """Batches trained so far, for the recipes' schedules."""
-        return self.global_step
+    def steps_trained(self) -> int:
+        """The recipe's steps trained so far, for its schedules: batches, or with the authors'
+        recipe cycles of one step per phase step (7 batches; 8 for LMGAE)."""
+        return self.cycles_done()
 
     def lr_drop_factor(self) -> float:
-        """1 until ``lr_drop_after`` batches are trained, then ``lr_drop``."""
+        """1 until ``lr_drop_after`` steps are trained, then ``lr_drop``."""
         after = self.constants.lr_drop_after
-        return self.constants.lr_drop if after is not None and self.batches_trained() > after else 1
+        return self.constants.lr_drop if after is not None and self.steps_trained() > after else 1
 
     # -- the latent code as the decoder and the critic see it ------------------------------------
     def gate(self, z: Tensor) -> Tensor:

@@ -19,8 +19,9 @@ from latentzoo.zoo.phases import Phase
 EXTRA = {"TwoStageVAE": {"stage1_epochs": 1, "stage2_epochs": 5, "stage2_width": 4},
          "WAEGP": {"critic_width": 8}, "LMGAE": {"critic_width": 8}}  # fmt: skip
 # Optimizer steps per batch of the built-in models at their defaults (n_critic = 5).
-STEPS_PER_BATCH = {"VAE": 1, "BetaVAE": 1, "WAEGP": 1 + 5 + 1, "LMGAE": 1 + 5 + 1 + 1,
-                   "VAEGAN": 3, "TwoStageVAE": 1}  # fmt: skip
+# (WAE-GP and LMGAE at their default, authors', recipe: one step of their cycle a batch.)
+STEPS_PER_BATCH = {"VAE": 1, "BetaVAE": 1, "WAEGP": 1, "LMGAE": 1, "VAEGAN": 3,
+                   "TwoStageVAE": 1}  # fmt: skip
 
 
 def flat_data(n: int = 24, batch_size: int = 8) -> DataLoader:
@@ -68,14 +69,17 @@ def test_one_global_step_is_one_batch_for_every_model(name: str) -> None:
         assert min(count.steps) >= 1
 
 
-def test_lmgae_schedules_and_optimizer_states_count_batches() -> None:
+@pytest.mark.parametrize(("recipe", "steps"), [("latentzoo", [5, 5, 15, 5]),
+                                               ("authors", [2, 5, 1, 1])])  # fmt: skip
+def test_lmgae_schedules_and_optimizer_states_count_steps(recipe: str, steps: list[int]) -> None:
     model = create_model("LMGAE", data_shape=(8,), latent_dim=2, width=4, n_critic=3,
-                         critic_width=8)  # fmt: skip
-    t = trainer(max_steps=5)
+                         critic_width=8, recipe=recipe)  # fmt: skip
+    t = trainer(max_steps=9 if recipe == "authors" else 5)
     t.fit(model, flat_data())
-    assert int(model.mask_steps) == t.global_step == 5  # type: ignore[arg-type]
-    steps = [{int(s["step"]) for s in o.state.values()} for o in t.optimizers]
-    assert steps == [{5}, {15}, {5}, {5}]  # autoencoder, critic (x3), generator, mask
+    # latentzoo: 5 batches of AE, G, C x 3, mask; authors: 9 batches, 1.5 cycles of AE, C x 3, G, M
+    assert int(model.mask_steps) == (1 if recipe == "authors" else 5)  # type: ignore[arg-type]
+    counts = [{int(s["step"]) for s in o.state.values()} for o in t.optimizers]
+    assert counts == [{n} for n in steps]
 
 
 class Spy:
@@ -104,33 +108,37 @@ class Spy:
         return spied
 
 
-def test_authors_recipe_gives_every_step_its_own_batch_and_prior_draw() -> None:
+def test_authors_recipe_takes_one_step_a_batch_each_on_its_own_batch_and_prior_draw() -> None:
     """MaskAAE: a fresh batch and fresh z for the auto-encoder, each critic step, the generator
-    and the mask; the loader's batch of 8 x 4 is split in that order."""
+    and the mask; one optimizer step per training batch, in that order, cycle after cycle."""
     torch.manual_seed(0)
     model = LMGAE(data_shape=(8,), latent_dim=2, width=4, critic_width=8)
     spy = Spy(model)
-    x = torch.rand(32, 8)
-    trainer(max_steps=1).fit(model, DataLoader(TensorDataset(x, torch.zeros(32)), batch_size=32))
+    count = CountSteps()
+    x = torch.rand(64, 8)
+    t = trainer(max_steps=10, callbacks=[count])
+    t.fit(model, DataLoader(TensorDataset(x, torch.zeros(64)), batch_size=4))
     names = [name for name, _, _ in spy.calls]
-    assert names == ["autoencoder", *["critic"] * 5, "generator", "mask"]
-    for (_, seen, _), chunk in zip(spy.calls, x.split(4), strict=True):
-        torch.testing.assert_close(seen, chunk)  # disjoint, in phase order
+    assert names == ["autoencoder", *["critic"] * 5, "generator", "mask", "autoencoder", "critic"]
+    for (_, seen, _), batch in zip(spy.calls, x.split(4), strict=False):
+        torch.testing.assert_close(seen, batch)  # each step its own loader batch
+    assert count.steps == [1] * 10 and t.global_step == 10
     draws = {name: d for name, _, d in spy.calls}
     assert len(draws["critic"]) == 1 and len(draws["mask"]) == 1  # W and GP share one draw
     every = [d[0] for _, _, d in spy.calls if d]
-    assert len(every) == 6 and len({float(d.sum()) for d in every}) == 6  # all fresh
+    assert len(every) == 7 and len({float(d.sum()) for d in every}) == 7  # all fresh
+    assert int(model.mask_steps) == model.cycles_done() == 1  # one cycle of 8 batches done
+    # every phase's latest terms are logged, whichever phase ran on the batch
+    for key in ("train/recon", "train/gp", "train/generator", "train/active_dims"):
+        assert key in t.callback_metrics, key
 
 
-def test_latentzoo_recipe_shares_the_batch_and_a_small_batch_is_refused() -> None:
+def test_latentzoo_recipe_steps_every_phase_on_the_same_batch() -> None:
     model = LMGAE(data_shape=(8,), latent_dim=2, width=4, recipe="latentzoo")
     spy = Spy(model)
     x = torch.rand(8, 8)
     trainer(max_steps=1).fit(model, DataLoader(TensorDataset(x, torch.zeros(8)), batch_size=8))
     assert len(spy.calls) == 8 and all(torch.equal(seen, x) for _, seen, _ in spy.calls)
-    authors = LMGAE(data_shape=(8,), latent_dim=2, width=4, critic_width=8)
-    with pytest.raises(ValueError, match="batch size of at least 8"):
-        trainer(max_steps=1).fit(authors, DataLoader(TensorDataset(x[:6], x[:6, 0]), 6))
 
 
 def test_terms_are_logged_every_n_batches_with_the_batch_as_step(tmp_path: Path) -> None:
@@ -181,7 +189,7 @@ def test_bad_phase_declarations_are_refused() -> None:
         wae.configure_optimizers()
     gan = VAEGAN(data_shape=(8,), latent_dim=2, width=4)
     gan.fresh_batches = True
-    with pytest.raises(ValueError, match="fresh_batches needs phases stepped in turn"):
+    with pytest.raises(ValueError, match="fresh_batches=True"):
         gan.configure_optimizers()
 
 

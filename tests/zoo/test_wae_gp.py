@@ -89,7 +89,8 @@ def test_recipes_set_the_authors_and_latentzoos_constants():
 
 def test_training_step_takes_n_critic_critic_steps_per_batch(tmp_path):
     torch.manual_seed(0)
-    model = WAEGP(data_shape=(12,), latent_dim=3, width=4, n_critic=3, update="folded")
+    model = WAEGP(data_shape=(12,), latent_dim=3, width=4, n_critic=3, update="folded",
+                  recipe="latentzoo")  # all phases on every batch  # fmt: skip
     data = DataLoader(TensorDataset(torch.randn(8, 12), torch.zeros(8)), batch_size=8)
     trainer = L.Trainer(
         max_steps=1,
