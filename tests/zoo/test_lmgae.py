@@ -118,7 +118,7 @@ def test_latentzoo_binarizer_doubles_continuously():
     assert model.binarize_weight() == 2048.0
 
 
-def test_authors_autoencoder_and_mask_rates_drop_5x_after_batch_5i():
+def test_authors_autoencoder_and_mask_rates_drop_5x_after_step_5i():
     """The intended effect of MaskAAE_MNIST.py:388-390 (which scales the losses instead)."""
     model = LMGAE(data_shape=(12,), latent_dim=8, width=4, critic_width=8)  # I = 75
     phases = {p.name: p for p in model.phases()}
