@@ -5,6 +5,11 @@ parameters of a distribution over x. ``nll`` is the negative log-likelihood of e
 over coordinates and *including* the normalising constants, so that values are comparable across
 likelihoods and the Gaussian's learned variance is trained by the exact objective.
 
+``cost`` is the reconstruction cost of the WAE-GP/LMGAE authors' code instead (MaskAAE,
+``MaskAAE_MNIST.py``): a mean over coordinates with no constant and no variance, binary
+cross-entropy for ``bernoulli`` (the authors' MNIST loss) and the squared error of the mean for
+the Gaussians (their commented-out alternative, for data not in [0, 1]).
+
 The three rows of the LMGAE paper's VAE baselines are ``bernoulli``, ``gaussian_fixed`` and
 ``gaussian_learned``. ``gaussian_gamma`` is the decoder of Dai & Wipf 2019 ("Diagnosing and
 enhancing VAE models", sec. 3-4): N(x; mu, gamma I) with one trainable scalar gamma shared by all
@@ -57,6 +62,11 @@ class Likelihood(nn.Module):
         """Var[x | decoder output] per coordinate, shaped like x (or broadcastable to it)."""
         raise NotImplementedError
 
+    def cost(self, x: Tensor, out: Tensor) -> Tensor:
+        """Mean over coordinates of the squared error of the mean, (B,); Bernoulli: of the
+        binary cross-entropy."""
+        return (x - self.mean(out)).pow(2).flatten(1).mean(1)
+
 
 class Bernoulli(Likelihood):
     """Pixels as Bernoulli probabilities; the decoder emits logits. Needs x in [0, 1]."""
@@ -65,7 +75,7 @@ class Bernoulli(Likelihood):
         super().__init__()
         self._range_checked = False
 
-    def nll(self, x: Tensor, out: Tensor) -> Tensor:
+    def check_range(self, x: Tensor) -> None:
         if not self._range_checked:  # once: the check costs a device sync
             lo, hi = float(x.min()), float(x.max())
             if lo < 0 or hi > 1:
@@ -74,6 +84,9 @@ class Bernoulli(Likelihood):
                     f"{hi:.3g}]; use likelihood='gaussian_fixed' or 'gaussian_learned' instead"
                 )
             self._range_checked = True
+
+    def nll(self, x: Tensor, out: Tensor) -> Tensor:
+        self.check_range(x)
         return _sum_per_sample(F.binary_cross_entropy_with_logits(out, x, reduction="none"))
 
     def mean(self, out: Tensor) -> Tensor:
@@ -82,6 +95,13 @@ class Bernoulli(Likelihood):
     def variance(self, out: Tensor) -> Tensor:
         p = torch.sigmoid(out)
         return p * (1 - p)
+
+    def cost(self, x: Tensor, out: Tensor) -> Tensor:
+        """Keras' ``BinaryCrossentropy`` of the sigmoid's probabilities (the authors'), computed
+        from the logits; Keras clips the probabilities to [1e-7, 1 - 1e-7], which changes
+        nothing but saturated pixels."""
+        self.check_range(x)
+        return F.binary_cross_entropy_with_logits(out, x, reduction="none").flatten(1).mean(1)
 
 
 class GaussianFixed(Likelihood):

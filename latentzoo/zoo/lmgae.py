@@ -1,70 +1,65 @@
 """LMGAE: a WAE-GP that learns which latent dimensions to switch off.
 
 Mondal et al., "Towards Latent Space Optimality for Auto-Encoder Based Generative Models" (later
-"MaskAAE"), sec. 4. A mask m in [0, 1]^M multiplies (Hadamard product) both the encodings and the
-prior samples before the decoder D and the critic f, and four losses are minimized in turn on
-every batch, each by its own optimizer:
+"MaskAAE"), sec. 4. A mask m = 1 - exp(-v) in [0, 1]^M, v >= 0 (projected after every mask step),
+multiplies both the encodings and the prior samples before the decoder D and the critic f; on
+every step four losses are minimized, each by its own optimizer, in the recipe's order
+(:class:`~latentzoo.zoo.WAEGP`'s phases, then the mask's):
 
-    (1) L_AE = E_x c(x, D(m * E(x))) + lambda_v sum_j (1 - m_j) Var_x[E(x)_j]   encoder, decoder
-    (2) L_G  = -E_x f(m * E(x))                                                  encoder
-    (3) L_C  = E_x f(m * E(x)) - E_z f(m * z) + lambda_gp GP                     critic
-    (4) L_M  = beta c(x, D(m * E(x))) + W_f(m) + c_t sum_j |m_j (1 - m_j)|
-                                                    + gamma_t sum_j m_j          mask
+    L_AE = R + lambda_v V                                           encoder, decoder
+    L_C  = E f(m E(x)) - E f(m z) + lambda_gp GP                     critic (n_critic steps)
+    L_G  = -E f(m E(x))                                              encoder
+    L_M  = beta R_M + C(W) + c_t sum_j |m_j (1 - m_j)| + gamma_t sum_j m_j     mask v
 
-with W_f(m) = E_z f(m * z) - E_x f(m * E(x)) the critic's Wasserstein estimate. The variance
-penalty in (1) makes the encoder stop using the dimensions the mask is closing; W_f in (4) closes
-the dimensions in which the encodings cannot look like N(0, 1) (a data manifold of dimension n
-cannot fill more than n Gaussian dimensions), and reconstruction in (4) keeps open the ones the
-decoder needs. At the end m is (nearly) binary and counts the data's latent dimension.
+with W = E f(m z) - E f(m E(x)) the critic's Wasserstein estimate. V makes the encoder stop using
+the dimensions the mask closes; W closes those the encodings cannot fill like N(0, 1), R_M keeps
+open those the decoder needs; c_t snaps m to {0, 1}. A dimension is active when m_j >= 0.1.
 
-Relaxation and regularizers chosen here (the paper leaves them open); each line of (4) is one
-term of :meth:`LMGAE.mask_loss`:
+``recipe="authors"``: MaskAAE_MNIST.py (arnabkmondal/MaskAAE @ e508d96, cited MA:line):
 
-* m_j = 1 - exp(-v_j) with v_j >= 0, kept so by projecting v onto [0, inf) after every mask
-  step (:meth:`LMGAE.project_mask`). This is the authors' parametrization. Unlike a sigmoid it
-  reaches an exact 0 (v_j = 0), so a closed dimension is truly cut from decoder and critic, and
-  dm/dv = 1 - m is 1 there, so a dimension closed too early can reopen if reconstruction needs
-  it; near m = 1 the gradient fades, so open dimensions do not flicker under the critic's noise.
-* c_t sum_j |m_j (1 - m_j)|: zero exactly at the binary values, largest at 1/2. c_t starts at
-  ``binarize_start`` (2 / M by default, the authors') and doubles every
-  ``binarize_doubling_steps`` batches up to ``binarize_max`` (2048): small while the mask is
-  still deciding, then large enough to snap it to {0, 1}.
-* gamma_t sum_j m_j (``open_cost``, ramped in linearly over ``open_cost_warmup_steps`` so the
-  auto-encoder has learnt which dimensions it needs first): a price per open dimension, the L1
-  relaxation of the count of open dimensions that the paper's argument minimizes. This term is
-  ours. Without it, in CPU-sized runs (tens of epochs), W_f was too weak and noisy to close
-  anything (the critic lags the encoder, which takes two steps per batch) and every mask drifted
-  to 1. A needed dimension is worth far more reconstruction than gamma; a spurious one is worth
-  none once the variance penalty has emptied it.
-* (4) takes reconstruction, not all of L_AE: the variance penalty's gradient in m_j is
-  -lambda_v Var[E(x)_j], which would hold open every dimension the encoder happens to use.
-* Units. The mask's decision must not depend on the likelihood's scale (``decoder_sigma``, or
-  which likelihood): a reconstruction cost of ||x - D(z)||^2 / (2 sigma^2) would make every open
-  dimension worth 1 / sigma^2 times more against the fixed price gamma. So (4)'s reconstruction
-  is the squared error ||x - D(m * z)||^2 / 2 of the decoder's mean, whatever the likelihood, and
-  (1)'s variance penalty is weighted by the likelihood's precision 1 / Var[x | z] (averaged over
-  coordinates; 1 / sigma^2 for ``gaussian_fixed``), so that (1) is a squared-error objective
-  scaled as a whole, which RMSProp undoes. At any ``decoder_sigma`` LMGAE trains as it does at
-  sigma = 1; the test suite checks the gradients. The weights beta = 3 and lambda_v = 1 are
-  in those units (the authors' 1000 and 100 were for a per-pixel mean squared error).
+* R the per-coordinate mean cost (:meth:`WAEGP.reconstruction`); V = mean over batch and
+  coordinates of (mean_b e_bj - e_bj)^2 exp(-10 m_j^2), lambda_v = 100 (MA:256-259);
+* R_M = R with beta = 1000, C(W) = (1 - (E f(m e) - E f(m z)))^2 = (1 + W)^2, gamma = 0
+  (MA:263-266); v ~ U[0, 5] at the start (MA:318-320); mask RMSProp rate 5e-4;
+* c_t = (2 / M) 2^floor(t / 4I), capped at 2048, t the steps trained (each step a cycle of 8
+  training batches: one per phase step, each on a batch of its own), I = 75 for M <= 20 else
+  min(10000, floor(1125 M / 10)) (MA:323, 343, 377-378); for M > 20, c_t stays 2 / M for the
+  first 4 I = 10,800+ steps, longer than CPU-sized runs;
+* the auto-encoder's and the mask's learning rates x 1/5 after step 5 I. The authors multiply
+  those two *losses* by 1/5 (MA:388-390), which RMSProp undoes within ~50 steps (0.21x the step
+  right after, 0.95x 50 steps later); the intended lasting drop is implemented instead.
 
-A dimension counts as active when m_j >= ``mask_threshold`` (0.1, the authors').
+``recipe="latentzoo"``, issue 11's variant, tuned on CPU-sized runs (tens of epochs):
 
-(1)-(4) are the four phases of :meth:`LMGAE.phases`, run in turn on every batch by the engine in
-:mod:`latentzoo.zoo.phases`; a batch is one ``global_step`` however many critic steps it takes.
+* R the decoder's NLL and V = sum_j (1 - m_j) Var_batch[e_j], lambda_v = 1, weighted by the
+  likelihood's precision 1 / Var[x | z]; R_M = ||x - D(m e)||^2 / 2, beta = 3, C(W) = W: L_AE is
+  a squared-error objective times a constant, which RMSProp undoes, and the mask decides the same
+  way at any ``decoder_sigma``;
+* gamma_t sum_j m_j (``open_cost`` 1, ramped in over 1000 batches): a price per open dimension,
+  the L1 relaxation of the count the paper minimizes. Without it the critic's W was too weak and
+  noisy to close anything in tens of epochs and every mask drifted to 1;
+* m starts at 0.5 everywhere, c_t = (2 / M) 2^(t / 500) (continuous), mask rate 1e-2.
+
+(R_M takes reconstruction, not all of L_AE, in both: V's gradient in m_j would hold open every
+dimension the encoder happens to use.)
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from latentzoo.zoo.densities import LatentDensity
 from latentzoo.zoo.likelihoods import LikelihoodName
+from latentzoo.zoo.maskaae_recipes import LMGAE_RECIPES, LMGAERecipe, WAEGPRecipe
+from latentzoo.zoo.optimizers import OPTIMIZERS
 from latentzoo.zoo.phases import Phase
+from latentzoo.zoo.recipes import Recipe
 from latentzoo.zoo.registry import register_model
 from latentzoo.zoo.wae_gp import WAEGP
 
@@ -80,95 +75,91 @@ class LMGAE(WAEGP):
     the unmasked code.
 
     Args:
-        var_weight: lambda_v of the variance penalty in L_AE.
-        mask_ae_weight: beta, weight of reconstruction in the mask loss L_M.
-        mask_lr: RMSProp learning rate of the mask parameters v.
-        mask_init: Initial value of every mask entry, in (0, 1).
+        recipe: ``authors`` or ``latentzoo`` (module docstring); the ``lmgae-grid`` suite
+            measures which to make the default.
+        var_weight: lambda_v; None: the recipe's (100, 1).
+        mask_ae_weight: beta; None: the recipe's (1000, 3).
+        mask_lr: The mask's RMSProp rate; None: the recipe's (5e-4, 1e-2).
+        mask_init: Every m_j at the start, in (0, 1); None: the recipe's (v ~ U[0, 5], 0.5).
         mask_threshold: A dimension is active when its mask entry is >= this.
-        open_cost: gamma, the price per open dimension in L_M once warmed up.
-        open_cost_warmup_steps: Batches over which gamma_t rises linearly from 0 to ``open_cost``.
+        open_cost: gamma, the price per open dimension once warmed up; None: the recipe's (0, 1).
+        open_cost_warmup_steps: Steps over which gamma_t rises linearly from 0 to ``open_cost``.
         binarize_start: c_0 of the binarizing regularizer; None means 2 / latent_dim.
         binarize_max: The cap on c_t.
-        binarize_doubling_steps: Batches over which c_t doubles.
-        data_shape, latent_dim, likelihood, decoder_sigma, reg_weight, gp_weight, n_critic,
-            critic_lr, width, lr, prior: See :class:`WAEGP` (``reg_weight`` is unused: the generator
-            loss L_G has its own optimizer).
+        binarize_doubling_steps: Steps over which c_t doubles; None: the recipe's (4 I, 500).
+        data_shape, latent_dim, likelihood, decoder_sigma, gp_weight, n_critic, critic_lr,
+            generator_lr, critic_width, width, lr, prior: See :class:`WAEGP`.
     """
 
+    legacy_hparams: ClassVar[Mapping[str, Any]] = {"recipe": "latentzoo"}
+    constants: LMGAERecipe
     mask_steps: Tensor
 
     def __init__(
         self,
         data_shape: Sequence[int] = (1, 28, 28),
         latent_dim: int = 16,
+        recipe: Recipe = "authors",
         likelihood: LikelihoodName = "gaussian_fixed",
-        decoder_sigma: float = 0.1,
-        reg_weight: float = 1.0,
+        decoder_sigma: float = 1.0,
         gp_weight: float = 10.0,
         n_critic: int = 5,
-        critic_lr: float = 5e-4,
-        var_weight: float = 1.0,
-        mask_ae_weight: float = 3.0,
-        mask_lr: float = 1e-2,
-        mask_init: float = 0.5,
+        critic_lr: float | None = None,
+        generator_lr: float | None = None,
+        critic_width: int | None = None,
+        var_weight: float | None = None,
+        mask_ae_weight: float | None = None,
+        mask_lr: float | None = None,
+        mask_init: float | None = None,
         mask_threshold: float = 0.1,
-        open_cost: float = 1.0,
+        open_cost: float | None = None,
         open_cost_warmup_steps: int = 1000,
         binarize_start: float | None = None,
         binarize_max: float = 2048.0,
-        binarize_doubling_steps: int = 500,
+        binarize_doubling_steps: int | None = None,
         width: int = 32,
         lr: float = 5e-4,
         prior: LatentDensity | None = None,
     ) -> None:
-        super().__init__(
-            data_shape=data_shape,
-            latent_dim=latent_dim,
-            likelihood=likelihood,
-            decoder_sigma=decoder_sigma,
-            reg_weight=reg_weight,
-            gp_weight=gp_weight,
-            n_critic=n_critic,
-            critic_lr=critic_lr,
-            width=width,
-            lr=lr,
-            prior=prior,
-        )
-        if not 0 < mask_init < 1 or not 0 < mask_threshold < 1:
+        super().__init__(data_shape, latent_dim, recipe, "separate", likelihood, decoder_sigma,
+                         1.0, gp_weight, n_critic, critic_lr, generator_lr, critic_width, width,
+                         lr, prior)  # fmt: skip
+        given = {"var_weight": var_weight, "mask_ae_weight": mask_ae_weight, "mask_lr": mask_lr,
+                 "open_cost": open_cost,
+                 "binarize_doubling_steps": binarize_doubling_steps}  # fmt: skip
+        if any(v is not None and v < 0 for v in given.values()) or mask_lr == 0:
+            raise ValueError(f"need these >= 0 (mask_lr > 0) or None, got {given}")
+        if not 0 < mask_threshold < 1 or (mask_init is not None and not 0 < mask_init < 1):
             raise ValueError(
                 f"mask_init and mask_threshold must lie in (0, 1), got {mask_init}, "
                 f"{mask_threshold}"
             )
-        if var_weight < 0 or mask_ae_weight < 0 or mask_lr <= 0:
+        if open_cost_warmup_steps < 1 or binarize_doubling_steps == 0 or (binarize_start or 0) < 0:
             raise ValueError(
-                f"var_weight and mask_ae_weight must be >= 0 and mask_lr > 0, got {var_weight}, "
-                f"{mask_ae_weight}, {mask_lr}"
+                f"need open_cost_warmup_steps >= 1, binarize_doubling_steps >= 1 and "
+                f"binarize_start >= 0, got {open_cost_warmup_steps}, {binarize_doubling_steps}, "
+                f"{binarize_start}"
             )
-        if open_cost < 0 or open_cost_warmup_steps < 1:
-            raise ValueError(
-                f"open_cost must be >= 0 and open_cost_warmup_steps >= 1, got {open_cost}, "
-                f"{open_cost_warmup_steps}"
-            )
-        if binarize_doubling_steps < 1 or (binarize_start is not None and binarize_start < 0):
-            raise ValueError(
-                f"binarize_doubling_steps must be >= 1 and binarize_start >= 0, got "
-                f"{binarize_doubling_steps}, {binarize_start}"
-            )
-        self.var_weight = var_weight
-        self.mask_ae_weight = mask_ae_weight
-        self.mask_lr = mask_lr
+        self.overrides.update(given, mask_init=mask_init)
+        self.apply_recipe()
         self.mask_threshold = mask_threshold
-        self.open_cost = open_cost
         self.open_cost_warmup_steps = open_cost_warmup_steps
         self.binarize_start = 2.0 / latent_dim if binarize_start is None else binarize_start
         self.binarize_max = binarize_max
-        self.binarize_doubling_steps = binarize_doubling_steps
-        # v with m = 1 - exp(-v); (latent_dim,)
-        self.mask_param = nn.Parameter(torch.full((latent_dim,), -math.log(1 - mask_init)))
-        # Batches trained (mask steps, one a batch), for the c_t and gamma_t schedules; a buffer so
-        # that it resumes from checkpoints, including those written before one global_step
-        # meant one batch.
+        init = self.constants.mask_init
+        v = 5 * torch.rand(latent_dim) if init is None else torch.full((latent_dim,), init)
+        self.mask_param = nn.Parameter(v if init is None else -torch.log1p(-v))  # m = 1 - e^-v
+        # Steps trained (mask steps, one a batch or cycle), for the schedules; a buffer so that it
+        # resumes from checkpoints, including those written before one global_step meant one batch.
         self.register_buffer("mask_steps", torch.zeros((), dtype=torch.long))
+
+    @override
+    def recipe_table(self) -> WAEGPRecipe:
+        return LMGAE_RECIPES[self.recipe](self.latent_dim)
+
+    @override
+    def steps_trained(self) -> int:
+        return int(self.mask_steps)
 
     # -- the mask ---------------------------------------------------------------------------------
     @property
@@ -181,12 +172,15 @@ class LMGAE(WAEGP):
         """Number of mask entries >= ``mask_threshold``."""
         return int((self.mask >= self.mask_threshold).sum())
 
+    @override
     def gate(self, z: Tensor) -> Tensor:
         return z * self.mask  # (B, m)
 
+    @override
     def latent_usage(self) -> Tensor:
         return self.mask.detach()
 
+    @override
     def used_latent_dims(self) -> Tensor:
         return torch.nonzero(self.mask >= self.mask_threshold).squeeze(1)  # the active dims
 
@@ -197,74 +191,53 @@ class LMGAE(WAEGP):
         self.mask_steps += 1
 
     def binarize_weight(self) -> float:
-        """c_t: ``binarize_start`` doubled every ``binarize_doubling_steps``, capped."""
-        doublings = int(self.mask_steps) / self.binarize_doubling_steps
-        return min(self.binarize_max, self.binarize_start * 2.0**doublings)
+        """c_t: ``binarize_start`` doubled every ``binarize_doubling_steps`` steps, capped."""
+        doublings = self.steps_trained() / self.constants.binarize_doubling_steps
+        doublings = math.floor(doublings) if self.constants.binarize_stepwise else doublings
+        return min(self.binarize_max, self.binarize_start * 2.0 ** min(doublings, 64.0))
 
     def open_cost_weight(self) -> float:
-        """gamma_t: ``open_cost`` ramped up linearly over ``open_cost_warmup_steps`` batches."""
-        return self.open_cost * min(1.0, int(self.mask_steps) / self.open_cost_warmup_steps)
+        """gamma_t: ``open_cost`` ramped up linearly over ``open_cost_warmup_steps`` steps."""
+        ramp = min(1.0, self.steps_trained() / self.open_cost_warmup_steps)
+        return self.constants.open_cost * ramp
 
     # -- loss terms -------------------------------------------------------------------------------
-    def variance_penalty(self, z: Tensor) -> Tensor:
-        """sum_j (1 - m_j) Var_batch[z_j] for encodings z (B, m)."""
-        return ((1 - self.mask) * z.var(0)).sum()
+    @override
+    def regularizers(self, z: Tensor, out: Tensor) -> dict[str, Tensor]:
+        """``var_penalty`` = lambda_v V as it enters L_AE (latentzoo: times the precision)."""
+        penalty = self.constants.var_weight * self.constants.variance_penalty(z, self.mask)
+        if self.constants.var_precision:  # recon / precision is the squared error / 2
+            penalty = penalty / self.likelihood.variance(out).detach().mean().clamp_min(1e-6)
+        return {"var_penalty": penalty}
 
-    def autoencoder_loss(self, x: Tensor) -> dict[str, Tensor]:
-        """(1) L_AE: reconstruction plus the variance penalty; no generator term here."""
-        z = self.encode(x)  # (B, m)
-        out = self.decoder(self.gate(z))
-        recon = self.likelihood.nll(x, out).mean()
-        # The likelihood's precision 1 / Var[x | z] (1 / sigma^2 for gaussian_fixed) puts the
-        # penalty in the units of reconstruction: recon / precision is the squared error / 2.
-        precision = 1 / self.likelihood.variance(out).detach().mean().clamp_min(1e-6)
-        var = self.variance_penalty(z)
-        loss = recon + self.var_weight * precision * var
-        return {"loss": loss, "recon": recon, "var_penalty": var}
+    def squared_error(self, x: Tensor, out: Tensor) -> Tensor:
+        """Batch mean of ||x - D(m * z)||^2 / 2 for decoder output ``out``: latentzoo's R_M,
+        the same whatever the likelihood and its scale."""
+        return 0.5 * (x - self.likelihood.mean(out)).pow(2).flatten(1).sum(1).mean()
 
-    def squared_error(self, x: Tensor, z: Tensor) -> Tensor:
-        """Batch mean of ||x - D(m * z)||^2 / 2: the mask loss's reconstruction cost.
-
-        It is the decoder mean's squared error whatever the likelihood and ``decoder_sigma``, so
-        the mask prices a dimension in the same units at every likelihood scale.
-        """
-        x_hat = self.likelihood.mean(self.decoder(self.gate(z)))  # (B, *data_shape)
-        return 0.5 * (x - x_hat).pow(2).flatten(1).sum(1).mean()
-
-    def generator_loss(self, x: Tensor) -> dict[str, Tensor]:
-        """(2) L_G = -E f(m * E(x))."""
-        generator = -self.score(self.encode(x)).mean()
-        return {"loss": generator, "generator": generator}
-
-    def mask_loss(self, x: Tensor) -> dict[str, Tensor]:
-        """(4) L_M = beta recon + W_f(m) + c_t sum |m (1 - m)| + gamma_t sum m; E, D, f fixed."""
+    def mask_loss(self, x: Tensor, prior: Tensor | None = None) -> dict[str, Tensor]:
+        """L_M; the prior draw of W is drawn unless given. E, D and f are fixed here."""
+        c = self.constants
         with torch.no_grad():
             z = self.encode(x)  # (B, m)
-        recon = self.squared_error(x, z)
-        w = self.wasserstein(z)
+        out = self.decoder(self.gate(z))
+        own = c.mask_reconstruction == "reconstruction"
+        recon = self.reconstruction(x, out) if own else self.squared_error(x, out)
         binarize = (self.mask * (1 - self.mask)).abs().sum()
-        l1 = self.mask.sum()
         loss = (
-            self.mask_ae_weight * recon
-            + w
+            c.mask_ae_weight * recon
+            + c.critic_term(self.wasserstein(z, prior))
             + self.binarize_weight() * binarize
-            + self.open_cost_weight() * l1
+            + self.open_cost_weight() * self.mask.sum()
         )
         active = loss.new_tensor(float(self.active_dims))
         return {"loss": loss, "binarize": binarize, "active_dims": active}
 
+    @override
     def phases(self) -> list[Phase]:
-        """L_AE, L_G, L_C (``n_critic`` steps), L_M: WAE-GP's two phases plus two."""
-        autoencoder, critic = super().phases()
-        return [
-            autoencoder,
-            Phase("generator", self.generator_loss, self.encoder.parameters(), self.lr),
-            critic,
-            Phase(
-                "mask",
-                self.mask_loss,
-                [self.mask_param],
-                self.mask_lr,
-                after_step=self.project_mask,
-            ),
-        ]
+        """WAE-GP's phases in the recipe's order, then the mask's."""
+        c = self.constants
+        drop = self.lr_drop_factor if c.lr_drop_after is not None else None
+        mask = Phase("mask", self.mask_loss, [self.mask_param], c.mask_lr, optimizer=OPTIMIZERS[
+            c.optimizer], after_step=self.project_mask, lr_factor=drop)  # fmt: skip
+        return [*super().phases(), mask]

@@ -3,7 +3,8 @@
 Images use DCGAN-style convolutions (Radford et al. 2016): 4x4 kernels with stride 2, batch norm
 after every layer but the first and the last, LeakyReLU(0.2) going down and ReLU going up. The
 number of stride-2 layers is fixed per image size so the smallest feature map is 7x7 (28x28 input)
-or 4x4 (32x32 and 64x64). Flat vectors use a two-hidden-layer MLP.
+or 4x4 (32x32 and 64x64). Flat vectors use a two-hidden-layer MLP. :class:`SkipMLP` is Dai &
+Wipf's second-stage network (the input concatenated to the last hidden layer).
 
 These modules know nothing about losses or optimizers; the systems in ``zoo/`` own those.
 """
@@ -11,14 +12,18 @@ These modules know nothing about losses or optimizers; the systems in ``zoo/`` o
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
+from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 __all__ = [
     "SUPPORTED_IMAGE_SIZES",
     "ConvDecoder",
     "ConvEncoder",
+    "SkipMLP",
     "build_decoder",
     "build_encoder",
     "check_data_shape",
@@ -51,16 +56,64 @@ def check_data_shape(data_shape: Sequence[int]) -> tuple[int, ...]:
     )
 
 
+Activation = Literal["leaky_relu", "relu"]
+
+
+def _activation(name: Activation, slope: float) -> nn.Module:
+    return nn.LeakyReLU(slope) if name == "leaky_relu" else nn.ReLU()
+
+
 def mlp(
-    in_dim: int, out_dim: int, hidden: int, depth: int = 2, slope: float = 0.2
+    in_dim: int,
+    out_dim: int,
+    hidden: int,
+    depth: int = 2,
+    slope: float = 0.2,
+    activation: Activation = "leaky_relu",
 ) -> nn.Sequential:
-    """``depth`` hidden layers of ``hidden`` units with LeakyReLU, then a linear output."""
+    """``depth`` hidden layers of ``hidden`` units (LeakyReLU(``slope``) or ReLU), then a linear
+    output."""
     layers: list[nn.Module] = []
     dims = [in_dim] + [hidden] * depth
     for a, b in itertools.pairwise(dims):
-        layers += [nn.Linear(a, b), nn.LeakyReLU(slope)]
+        layers += [nn.Linear(a, b), _activation(activation, slope)]
     layers.append(nn.Linear(dims[-1], out_dim))
     return nn.Sequential(*layers)
+
+
+@torch.no_grad()
+def glorot_(module: nn.Module) -> nn.Module:
+    """TF1 Keras ``Dense`` initialisation, in place: glorot-normal kernels, and biases drawn
+    from glorot-uniform of a 1-D shape, U(+-sqrt(3 / units)) (a ``bias_initializer=None``
+    falls back to the variable's default initializer in TF 1.15, as in MaskAAE's nets)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_normal_(m.weight)
+            bound = math.sqrt(3 / m.out_features)
+            nn.init.uniform_(m.bias, -bound, bound)
+    return module
+
+
+class SkipMLP(nn.Module):
+    """Dai & Wipf's second-stage network: ``depth`` x [Linear(``hidden``), ReLU], then the input
+    concatenated to the last hidden layer, then a linear output (TwoStageVAE,
+    ``network/two_stage_vae_model.py``: ``t = concat([z, t])`` before the output heads).
+    Initialised as ``tf.layers.dense``: glorot-uniform weights, zero biases."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int, depth: int = 3) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"SkipMLP needs depth >= 1, got {depth}")
+        self.trunk = mlp(in_dim, hidden, hidden, depth - 1, activation="relu")
+        self.trunk.append(nn.ReLU())  # the output layer of ``mlp`` is the last hidden layer here
+        self.head = nn.Linear(in_dim + hidden, out_dim)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(torch.cat([x, self.trunk(x)], dim=1))  # (B, out_dim)
 
 
 class ConvEncoder(nn.Module):

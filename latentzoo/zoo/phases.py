@@ -10,48 +10,50 @@ keep their optimizer order) and ``training_step`` from it. One training batch go
 2. Every active phase in order, with only its parameters requiring grad (``toggled_optimizer``):
    ``repeats`` times loss, ``zero_grad``, backward, step, ``after_step``. With ``simultaneous =
    True`` (VAE-GAN's Algorithm 1) every active phase's gradient is taken first, all at the same
-   parameters, and then every optimizer steps.
+   parameters, and then every optimizer steps whose phase's ``step_if`` (if any) allows it on
+   this batch's terms (Larsen et al.'s equilibrium gating).
 3. ``end_batch(terms, logged)``, after the last step.
+
+**One optimizer step per batch** with ``fresh_batches = True`` (the WAE-GP/LMGAE authors'
+recipe, a new batch and prior draw for every step): the batch takes one step of the *cycle* (the
+active phases' steps in order, each ``repeats`` times), the one at ``global_step mod
+len(cycle)``, so the loader's batch size is the per-step one (the authors' 64) and a cycle of k
+steps takes k batches; :meth:`PhasedAutoencoder.cycles_done` counts cycles for schedules. Each
+phase's latest terms are kept for logging. A phase's ``lr_factor`` (a schedule from counters a
+checkpoint restores) scales its optimizer's groups' rates (``base_lr``) before its steps.
 
 **One step is one batch.** ``trainer.global_step`` advances by exactly 1 per training batch,
 whatever the number of phases and repeats, so ``max_steps``, ``val_check_interval``,
-``log_every_n_steps``, schedules read from ``global_step`` and checkpoint names count batches as
-for the one-optimizer VAE. In manual optimization Lightning counts one step per
-``LightningOptimizer.step()`` call; the engine calls it for the last step of the batch only, and
-takes every other step with :func:`step_uncounted`.
+``log_every_n_steps``, schedules and checkpoint names count batches as for the one-optimizer VAE.
+Lightning counts each ``LightningOptimizer.step()`` call; the engine calls it for the batch's
+last step only, and takes every other step with :func:`step_uncounted`.
 
-Logged keys: ``train/loss`` on every batch (progress bar): the term of the first active phase
-that names a ``headline``, else the first active phase's ``"loss"``. On the batches the loggers
-write (:meth:`AutoencoderModule.logger_writes_this_step`), each phase's ``"loss"`` as
+Logged: ``train/loss`` every batch (progress bar): the term of the first active phase that names
+a ``headline``, else the first active phase's ``"loss"``; on the batches the loggers write
+(:meth:`AutoencoderModule.logger_writes_this_step`), each phase's ``"loss"`` as
 ``train/<phase name>_loss`` and its other terms as ``train/<term>``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import lightning as L
-import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from typing_extensions import override
 
 from latentzoo.zoo.base import AutoencoderModule
+from latentzoo.zoo.optimizers import rmsprop
 
 __all__ = ["OptimizerFactory", "Phase", "PhasedAutoencoder", "rmsprop", "step_uncounted"]
 
 OptimizerFactory = Callable[..., Optimizer]
-"""Called as ``factory(phase.params, phase.lr)``; a ``torch.optim`` class is one."""
-
-
-def rmsprop(params: Iterable[nn.Parameter] | nn.Module, lr: float) -> Optimizer:
-    """The default optimizer of a phase: RMSProp, as in the WAE-GP/LMGAE and VAE-GAN papers."""
-    if isinstance(params, nn.Module):
-        params = params.parameters()
-    return torch.optim.RMSprop(params, lr=lr)
+"""Called as ``factory(phase.params, phase.lr)``; a ``torch.optim`` class is one. The default is
+PyTorch's RMSProp (:func:`latentzoo.zoo.optimizers.rmsprop`)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,9 @@ class Phase:
             always. An inactive phase keeps its optimizer and that optimizer's state.
         headline: The key of one of this phase's terms that is the run's ``train/loss`` (logged
             under that name only); see the module docstring for the default.
+        lr_factor: Multiplies the optimizer's learning rates on this batch (None: 1).
+        step_if: Given every active phase's terms of the batch, whether this phase's optimizer
+            steps (None: always); simultaneous models only (every gradient taken first).
     """
 
     name: str
@@ -83,6 +88,8 @@ class Phase:
     optimizer: OptimizerFactory = rmsprop
     active: Callable[[], bool] | None = None
     headline: str | None = None
+    lr_factor: Callable[[], float] | None = None
+    step_if: Callable[[Mapping[str, Tensor]], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.repeats < 1:
@@ -90,6 +97,14 @@ class Phase:
 
     def is_active(self) -> bool:
         return self.active is None or self.active()
+
+    def scale_lr(self, optimizer: Optimizer) -> None:
+        """Set each parameter group's lr to its ``base_lr`` times :attr:`lr_factor`."""
+        if self.lr_factor is None:
+            return
+        factor = self.lr_factor()
+        for group in optimizer.param_groups:
+            group["lr"] = group.setdefault("base_lr", group["lr"]) * factor
 
 
 def _no_closure() -> None:
@@ -124,6 +139,9 @@ class PhasedAutoencoder(AutoencoderModule):
     simultaneous: ClassVar[bool] = False
     """Take every active phase's gradient before any optimizer steps (each phase once a batch)."""
 
+    fresh_batches: bool = False
+    """One step of the phases' cycle per training batch (see the module docstring)."""
+
     @property
     @override
     def automatic_optimization(self) -> bool:
@@ -157,10 +175,16 @@ class PhasedAutoencoder(AutoencoderModule):
         names = [p.name for p in phases]
         if len(set(names)) != len(names):
             raise ValueError(f"{type(self).__name__}'s phases need distinct names, got {names}")
-        if self.simultaneous and any(p.repeats != 1 for p in phases):
+        if self.simultaneous and (self.fresh_batches or any(p.repeats != 1 for p in phases)):
             raise ValueError(
                 f"{type(self).__name__} updates its phases simultaneously, so each steps once a "
-                f"batch; got repeats {[p.repeats for p in phases]}"
+                f"batch and on that batch; got repeats {[p.repeats for p in phases]} and "
+                f"fresh_batches={self.fresh_batches}"
+            )
+        if not self.simultaneous and any(p.step_if is not None for p in phases):
+            raise ValueError(
+                f"{type(self).__name__}: a phase's step_if needs simultaneous = True (every "
+                f"gradient of the batch taken before its first step)"
             )
         return [p.optimizer(p.params, p.lr) for p in phases]
 
@@ -178,8 +202,8 @@ class PhasedAutoencoder(AutoencoderModule):
                 f"batch must step at least one optimizer (check the phases' `active` rules)"
             )
         self.begin_batch(x)
-        run = self._run_simultaneous if self.simultaneous else self._run_in_turn
-        done = run(x, active)
+        run = self._run_cycle_step if self.fresh_batches else self._run_in_turn
+        done = (self._run_simultaneous if self.simultaneous else run)(x, active)
         terms, headline = _collect(done)
         if logged:
             self.log_dict({f"train/{k}": v for k, v in terms.items()}, batch_size=len(x))
@@ -193,11 +217,19 @@ class PhasedAutoencoder(AutoencoderModule):
         else:
             step_uncounted(self.trainer, optimizer)
 
+    def cycles_done(self) -> int:
+        """Cycles of the phases completed: ``global_step`` without ``fresh_batches`` (one cycle a
+        batch), ``global_step // len(cycle)`` with it."""
+        if not self.fresh_batches:
+            return self.global_step
+        return self.global_step // sum(p.repeats for p in self.phases() if p.is_active())
+
     def _run_in_turn(
         self, x: Tensor, active: list[tuple[Phase, LightningOptimizer]]
     ) -> list[tuple[Phase, dict[str, Tensor]]]:
         done = []
         for i, (phase, opt) in enumerate(active):
+            phase.scale_lr(opt.optimizer)
             with self.toggled_optimizer(opt):
                 for r in range(phase.repeats):
                     terms = phase.loss(x)
@@ -209,6 +241,24 @@ class PhasedAutoencoder(AutoencoderModule):
             done.append((phase, terms))
         return done
 
+    def _run_cycle_step(
+        self, x: Tensor, active: list[tuple[Phase, LightningOptimizer]]
+    ) -> list[tuple[Phase, dict[str, Tensor]]]:
+        """The cycle's step at ``global_step``, on this batch; every phase's latest terms."""
+        steps = [(p, o) for p, o in active for _ in range(p.repeats)]  # one cycle, in order
+        phase, opt = steps[self.global_step % len(steps)]
+        phase.scale_lr(opt.optimizer)
+        with self.toggled_optimizer(opt):
+            terms = phase.loss(x)
+            opt.zero_grad()
+            self.manual_backward(terms["loss"])
+            self._step(opt, counted=True)
+            if phase.after_step is not None:
+                phase.after_step()
+        latest = self.__dict__.setdefault("_latest_terms", {})  # not state: logging only
+        latest[phase.name] = {k: v.detach() for k, v in terms.items()}
+        return [(p, latest[p.name]) for p, _ in active if p.name in latest]
+
     def _run_simultaneous(
         self, x: Tensor, active: list[tuple[Phase, LightningOptimizer]]
     ) -> list[tuple[Phase, dict[str, Tensor]]]:
@@ -219,8 +269,16 @@ class PhasedAutoencoder(AutoencoderModule):
                 opt.zero_grad()
                 self.manual_backward(terms["loss"])
             done.append((phase, terms))
-        for i, (phase, opt) in enumerate(active):  # every gradient is taken: now the steps
-            self._step(opt, counted=i == len(active) - 1)
+        every = {k: v for _, t in done for k, v in t.items() if k != "loss"}
+        stepping = [(p, o) for p, o in active if p.step_if is None or p.step_if(every)]
+        if not stepping:
+            raise RuntimeError(
+                f"{type(self).__name__}'s step_if rules vetoed every step of a batch; a batch "
+                f"must step at least one optimizer"
+            )
+        for i, (phase, opt) in enumerate(stepping):  # every gradient is taken: now the steps
+            phase.scale_lr(opt.optimizer)
+            self._step(opt, counted=i == len(stepping) - 1)
             if phase.after_step is not None:
                 phase.after_step()
         return done

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from latentzoo.zoo.densities import (
@@ -113,49 +114,74 @@ class VampPrior(LatentDensity):
 
     The pseudo-inputs are parameters of this module; the encoder is the model's, reached through
     the ``posterior`` method handed over by :meth:`bind` and not registered here, so the state
-    dict holds the encoder's weights once. The paper produces u_k by a learned linear layer with
-    hard-tanh from one-hot inputs; here u_k are the parameters themselves (the same family,
-    without the clipping to the data range). The authors' encoders have no batch norm; the
-    zoo's conv encoders do, so the pseudo-inputs go through it with its batch-norm layers in
-    eval mode (running statistics, never updated by them): the prior that trains is the prior
-    that is evaluated, and the running statistics are the data's alone.
+    dict holds the encoder's weights once. As in the authors' code (jmtomczak/vae_vampprior,
+    ``models/Model.py``: ``Hardtanh(0, 1)`` on a learned linear map of one-hot inputs, the same
+    family as free parameters), the encoder sees u_k clipped to the data's range, [0, 1] for
+    images (``clip``). The authors' encoders have no batch norm; the zoo's conv encoders do, so
+    the pseudo-inputs go through it with its batch-norm layers in eval mode (running statistics,
+    never updated by them): the prior that trains is the prior that is evaluated, and the
+    running statistics are the data's alone.
 
     Args:
-        num_components: K (500 in the paper's MNIST runs).
-        init: ``data``: u_k are K random training inputs, drawn when ``fit`` starts (the paper's
-            choice), handed over by the model through :meth:`init_from_data`; ``noise``:
-            u_k ~ N(0.5, 0.1^2), grey images with a little noise.
+        num_components: K (500, the authors' default and the paper's MNIST runs).
+        init: ``data``: u_k are K random training inputs, drawn when ``fit`` starts, handed
+            over by the model through :meth:`init_from_data` (an option of the authors' code,
+            ``--use_training_data_init``, which also adds N(0, 0.01^2) noise); ``authors``:
+            u_k ~ N(0.05, 0.01^2), their default for MNIST-like data; ``noise``: N(0.5, 0.1^2),
+            grey images with a little noise.
+        clip: The range u_k is clipped to before the encoder (hard tanh: no gradient outside):
+            ``auto`` is [0, 1] for images (latentzoo's image data lie there) and no clipping
+            for flat vectors (Synthetic's are unbounded); ``unit`` is [0, 1]; ``none`` off.
         seed: Seeds the choice of training inputs (the same on every DDP rank).
     """
 
     pseudo_inputs: nn.Parameter
     initialised: Tensor
-    without_data = "or build it with init='noise'"
+    without_data = "or build it with init='noise' or init='authors'"
 
     def __init__(
-        self, num_components: int = 500, init: Literal["data", "noise"] = "data", seed: int = 0
+        self,
+        num_components: int = 500,
+        init: Literal["data", "authors", "noise"] = "data",
+        clip: Literal["auto", "unit", "none"] = "auto",
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if num_components < 1:
             raise ValueError(f"VampPrior needs num_components >= 1, got {num_components}")
-        if init not in ("data", "noise"):
-            raise ValueError(f"VampPrior's init must be 'data' or 'noise', got {init!r}")
-        self.init_args = {"num_components": num_components, "init": init, "seed": seed}
-        self.num_components, self.init, self.seed = num_components, init, seed
+        if init not in ("data", "authors", "noise") or clip not in ("auto", "unit", "none"):
+            raise ValueError(
+                f"VampPrior's init must be 'data', 'authors' or 'noise' and its clip 'auto', "
+                f"'unit' or 'none', got {init!r}, {clip!r}"
+            )
+        self.init_args = {"num_components": num_components, "init": init, "clip": clip,
+                          "seed": seed}  # fmt: skip
+        self.num_components, self.init, self.clip, self.seed = num_components, init, clip, seed
 
     def bind(self, model: AutoencoderModule) -> None:
         shape = (self.num_components, *model.data_shape)
-        self.pseudo_inputs = nn.Parameter(0.5 + 0.1 * torch.randn(shape))  # (K, *data_shape)
-        self.register_buffer("initialised", torch.tensor(self.init == "noise"))
+        mean, std = (0.05, 0.01) if self.init == "authors" else (0.5, 0.1)
+        self.pseudo_inputs = nn.Parameter(mean + std * torch.randn(shape))  # (K, *data_shape)
+        self.register_buffer("initialised", torch.tensor(self.init != "data"))
+        image = len(model.data_shape) == 3
+        self.clip_range = (
+            (0.0, 1.0) if self.clip == "unit" or (self.clip, image) == ("auto", True) else None
+        )
         self.__dict__["_model"] = model  # not a submodule: no second copy of the encoder
         super().bind(model)
+
+    def inputs(self) -> Tensor:
+        """The pseudo-inputs as the encoder sees them, clipped to ``clip``'s range, (K, ...)."""
+        if self.clip_range is None:
+            return self.pseudo_inputs
+        return F.hardtanh(self.pseudo_inputs, *self.clip_range)
 
     def components(self) -> tuple[Tensor, Tensor]:
         """Means and log-variances of q(z|u_k), each (K, D)."""
         self.check_bound()
         model = self.__dict__["_model"]
         with frozen_batch_norm(model):
-            mu, logvar = model.posterior(self.pseudo_inputs)
+            mu, logvar = model.posterior(self.inputs())
         if logvar is None:
             raise TypeError("VampPrior needs a stochastic encoder (posterior with a log-variance)")
         return mu, logvar
@@ -171,7 +197,7 @@ class VampPrior(LatentDensity):
         return mu[k] + torch.randn_like(mu[k]) * torch.exp(0.5 * logvar[k])
 
     def data_request(self) -> tuple[int, int] | None:
-        """K training inputs, unless initialised already (``noise``, a resumed run, a 2nd fit)."""
+        """K training inputs, unless initialised (no ``data`` init, a resumed run, a 2nd fit)."""
         return None if bool(self.initialised) else (self.num_components, self.seed)
 
     def init_from_data(self, x: Tensor) -> None:

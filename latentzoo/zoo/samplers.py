@@ -10,7 +10,8 @@ samples. Two remedies fit a density to the codes after (or beside) training and 
 - Dai & Wipf 2019, "Diagnosing and enhancing VAE models", sec. 4: a second, small VAE with a
   learned decoder variance gamma trained on the codes u ~ q(u|x); sampling goes
   z ~ N(0, I) -> second decoder -> u, :class:`SecondStage`. That VAE, :class:`SecondStageVAE`,
-  is also the prior of :class:`latentzoo.zoo.TwoStageVAE`, which trains it inside its own fit.
+  is also the prior of :class:`latentzoo.zoo.TwoStageVAE`, which trains it inside its own fit;
+  both live in :mod:`latentzoo.zoo.second_stage` and are re-exported here.
 
 Each is a registered :class:`~latentzoo.zoo.densities.LatentDensity` (``gmm``, ``two_stage``)
 whose buffers/parameters hold its fitted state (so it is saved and restored with ``state_dict``),
@@ -26,16 +27,12 @@ from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from latentzoo.zoo.densities import (
     LatentDensity,
     StandardNormal,
-    log_normal_diag,
     register_density,
 )
-from latentzoo.zoo.likelihoods import adam_with_gamma
-from latentzoo.zoo.vae import VAE, reparameterize
 
 __all__ = ["GaussianMixture", "SecondStage", "SecondStageVAE", "StandardNormal"]
 
@@ -192,130 +189,5 @@ class GaussianMixture(LatentDensity):
         return (self.means[comp] + (self.scale_tril[comp] @ eps).squeeze(-1)).float()
 
 
-class SecondStageVAE(VAE):
-    """Dai & Wipf's second stage: a VAE with learned gamma whose data are codes u ~ q(u|x).
-
-    Its data and latent dimension are both the code dimension ``dim``, as in the paper, its nets
-    MLPs of ``4 * width`` units. :class:`SecondStage` fits one to a trained model's codes;
-    :class:`latentzoo.zoo.TwoStageVAE` trains one as its stage 2.
-
-    Args:
-        dim: Code dimension.
-        width: Width of its MLPs.
-        lr: Adam's learning rate.
-        gamma_lr: Adam's learning rate for gamma (see :func:`adam_with_gamma`).
-    """
-
-    def __init__(self, dim: int, width: int = 64, lr: float = 1e-3, gamma_lr: float = 1e-2) -> None:
-        super().__init__(
-            data_shape=(dim,), latent_dim=dim, likelihood="gaussian_gamma", width=width, lr=lr
-        )
-        self.gamma_lr = gamma_lr
-
-    def code_losses(self, mu: Tensor, logvar: Tensor | None = None) -> dict[str, Tensor]:
-        """The negative ELBO on codes u = mu + sigma * eps ~ q(u|x) (u = mu when no logvar)."""
-        u = mu if logvar is None else reparameterize(mu, logvar)  # (B, dim)
-        losses = self.compute_losses(u.detach())
-        losses["gamma"] = self.likelihood.gamma.detach()  # type: ignore[operator]
-        return losses
-
-    def configure_optimizers(self) -> torch.optim.Adam:
-        return adam_with_gamma(self, self.lr, self.gamma_lr)
-
-
-@register_density(name="two_stage")
-class SecondStage(LatentDensity):
-    """Dai & Wipf's second stage as a density: a :class:`SecondStageVAE` on the codes.
-
-    ``fit`` trains it with Adam for ``epochs`` passes over the codes; a code of a stochastic
-    encoder is redrawn u = mu + sigma * eps at every pass, as the paper trains on u ~ q(u|x).
-    ``sample`` goes z ~ N(0, I) -> u = the second decoder's mean; ``log_prob`` is the
-    importance-weighted estimate of its marginal (Burda et al. 2016) with ``iw_samples`` draws
-    of the second encoder, log 1/K sum_k p(u|z_k) p(z_k) / q(z_k|u): a VAE has no exact density.
-    :meth:`around` views the stage 2 a :class:`~latentzoo.zoo.TwoStageVAE` trains as one.
-
-    Args:
-        dim: Code dimension (the second stage's data dimension and, as in the paper, its
-            latent dimension); 0: set when bound to a model.
-        width: Width of its MLPs (``4 * width`` units per hidden layer).
-        epochs: Passes over the codes.
-        lr: Adam's learning rate.
-        gamma_lr: Adam's learning rate for gamma (see
-            :func:`latentzoo.zoo.likelihoods.adam_with_gamma`).
-        batch_size: Codes per step.
-        seed: Seed of the initialisation and the shuffling.
-        iw_samples: K of the ``log_prob`` estimate.
-    """
-
-    vae: SecondStageVAE
-
-    def __init__(
-        self,
-        dim: int = 0,
-        width: int = 64,
-        epochs: int = 20,
-        lr: float = 1e-3,
-        gamma_lr: float = 1e-2,
-        batch_size: int = 128,
-        seed: int = 0,
-        iw_samples: int = 64,
-    ) -> None:
-        super().__init__(dim)
-        if min(epochs, batch_size, iw_samples) < 1:
-            raise ValueError(
-                f"epochs, batch_size and iw_samples must be >= 1, got {epochs}, {batch_size}, "
-                f"{iw_samples}"
-            )
-        self.width, self.lr, self.gamma_lr = width, lr, gamma_lr
-        self.epochs, self.batch_size, self.seed = epochs, batch_size, seed
-        self.iw_samples = iw_samples
-        self.init_args = {"width": width, "epochs": epochs, "lr": lr, "gamma_lr": gamma_lr,
-                          "batch_size": batch_size, "seed": seed,
-                          "iw_samples": iw_samples}  # fmt: skip
-        self._bind_given_dim()
-
-    def build(self, dim: int) -> None:
-        with torch.random.fork_rng():
-            torch.manual_seed(self.seed)
-            self.vae = SecondStageVAE(dim, self.width, self.lr, self.gamma_lr)
-
-    @classmethod
-    def around(cls, vae: SecondStageVAE) -> SecondStage:
-        """A density over ``vae`` (trained elsewhere), sharing its modules."""
-        density = cls()
-        density.latent_dim = vae.latent_dim
-        density.vae = vae
-        return density
-
-    @torch.enable_grad()
-    def fit(self, mu: Tensor, logvar: Tensor | None = None) -> None:
-        self.check_codes(mu, min_n=2)
-        device = next(self.vae.parameters()).device
-        mu = mu.detach().to(device)
-        logvar = None if logvar is None else logvar.detach().to(device)
-        opt = self.vae.configure_optimizers()
-        gen = torch.Generator().manual_seed(self.seed)
-        self.vae.train()
-        for _ in tqdm(range(self.epochs), desc="second stage", leave=False):
-            for idx in torch.randperm(len(mu), generator=gen).split(self.batch_size):
-                codes = (mu[idx], None if logvar is None else logvar[idx])
-                loss = self.vae.code_losses(*codes)["loss"]
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        self.vae.eval()
-
-    @torch.no_grad()
-    def sample(self, n: int) -> Tensor:
-        return self.vae.sample(n)
-
-    @torch.no_grad()
-    def log_prob(self, u: Tensor) -> Tensor:
-        vae, k = self.vae, self.iw_samples
-        mu, logvar = vae.posterior(u)  # (N, D) each
-        z = reparameterize(mu[None], logvar[None], torch.randn(k, *mu.shape, device=u.device))
-        flat = z.reshape(-1, z.shape[-1])  # (K N, D)
-        log_px = -vae.likelihood.nll(u.repeat(k, 1), vae.decoder(flat)).reshape(k, -1)
-        log_pz = vae.prior.log_prob(flat).reshape(k, -1)
-        log_qz = log_normal_diag(z, mu[None], logvar[None])  # (K, N)
-        return torch.logsumexp(log_px + log_pz - log_qz, 0) - math.log(k)  # (N,)
+# Defined in their own module (imported last: it registers ``two_stage``); re-exported here.
+from latentzoo.zoo.second_stage import SecondStage, SecondStageVAE  # noqa: E402

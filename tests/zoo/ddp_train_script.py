@@ -34,9 +34,10 @@ def models() -> list[tuple[str, AutoencoderModule, L.LightningDataModule, int]]:
     torch.manual_seed(0)  # every rank builds the same weights
     flat = {"data_shape": (6,), "latent_dim": 2, "width": 4}
     synthetic = {"latent_dim": 2, "data_dim": 6, "num_train": 64, "num_test": 16, "val_size": 16}
+    adversarial = {"n_critic": 2, "critic_width": 8, **flat}
     return [
-        ("WAEGP", WAEGP(n_critic=2, **flat), Synthetic(batch_size=8, **synthetic), 1),  # type: ignore[arg-type]
-        ("LMGAE", LMGAE(n_critic=2, **flat), Synthetic(batch_size=8, **synthetic), 1),  # type: ignore[arg-type]
+        ("WAEGP", WAEGP(**adversarial), Synthetic(batch_size=8, **synthetic), 1),  # type: ignore[arg-type]
+        ("LMGAE", LMGAE(**adversarial), Synthetic(batch_size=8, **synthetic), 1),  # type: ignore[arg-type]
         (
             "TwoStageVAE",
             TwoStageVAE(stage1_epochs=1, stage2_epochs=1, stage2_width=4, **flat),  # type: ignore[arg-type]

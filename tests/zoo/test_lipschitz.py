@@ -61,7 +61,7 @@ class ClipWatch(L.Callback):
         self.at_bound.append(sum(int((p.detach().abs() == c).sum()) for p in params))
 
 
-@pytest.mark.parametrize("clip_modules", ["all", "encoder"])
+@pytest.mark.parametrize("clip_modules", ["mean", "encoder", "all"])
 def test_weights_stay_clipped_after_every_step(clip_modules: str) -> None:
     c = 0.05
     model = LipschitzVAE(

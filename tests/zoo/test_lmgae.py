@@ -1,4 +1,5 @@
-"""LMGAE: the mask gates decoder, critic and samples; four optimizers; the n = 4 experiment."""
+"""LMGAE: the mask gates decoder, critic and samples; four optimizers; each recipe's mask
+initialisation, schedules and units; the n = 4 experiment."""
 
 from __future__ import annotations
 
@@ -54,9 +55,10 @@ def test_active_dims_counts_entries_at_or_above_threshold():
     assert model.mask.shape == (5,)
 
 
-def test_each_of_the_four_optimizers_changes_only_its_own_parameters():
+@pytest.mark.parametrize("recipe", ["authors", "latentzoo"])
+def test_each_of_the_four_optimizers_changes_only_its_own_parameters(recipe: str):
     torch.manual_seed(0)
-    model = LMGAE(data_shape=(12,), latent_dim=4, width=4)
+    model = LMGAE(data_shape=(12,), latent_dim=4, width=4, recipe=recipe)  # type: ignore[arg-type]
     changes = phase_changes(model, torch.randn(16, 12))
     assert changes == {
         "autoencoder": {"encoder", "decoder"},
@@ -78,6 +80,58 @@ def test_mask_step_projects_onto_nonnegative_v():
 def test_bad_mask_arguments_raise_early():
     with pytest.raises(ValueError, match="mask_init"):
         LMGAE(data_shape=(12,), mask_init=1.0)
+    with pytest.raises(ValueError, match="mask_lr"):
+        LMGAE(data_shape=(12,), mask_lr=0.0)
+
+
+def test_mask_starts_as_each_recipe_says():
+    torch.manual_seed(0)
+    authors = LMGAE(data_shape=(12,), latent_dim=64, width=4, critic_width=8)
+    v = authors.mask_param.detach()  # v ~ U[0, 5] (MaskAAE_MNIST.py:318-320)
+    assert 0 <= float(v.min()) < 0.5 and 4.5 < float(v.max()) <= 5 and v.std() > 1
+    ours = LMGAE(data_shape=(12,), latent_dim=4, width=4, recipe="latentzoo")
+    torch.testing.assert_close(ours.mask, torch.full((4,), 0.5))
+    given = LMGAE(data_shape=(12,), latent_dim=4, width=4, mask_init=0.9)
+    torch.testing.assert_close(given.mask, torch.full((4,), 0.9))
+
+
+@pytest.mark.parametrize(("m", "interval"), [(8, 75), (20, 75), (48, 5400), (100, 10000)])
+def test_authors_binarizer_doubles_every_4i_batches_up_to_2048(m: int, interval: int):
+    model = LMGAE(data_shape=(12,), latent_dim=m, width=4, critic_width=8)
+
+    def c_at(step: int) -> float:
+        model.mask_steps.fill_(step)
+        return model.binarize_weight()
+
+    assert c_at(0) == c_at(4 * interval - 1) == 2 / m
+    assert c_at(4 * interval) == 4 / m and c_at(8 * interval) == 8 / m
+    k = next(k for k in range(40) if 2 / m * 2**k >= 2048)  # the first doubling to the cap
+    assert c_at(4 * interval * (k - 1)) < 2048
+    assert c_at(4 * interval * k) == c_at(4 * interval * (k + 3)) == 2048.0
+
+
+def test_latentzoo_binarizer_doubles_continuously():
+    model = LMGAE(data_shape=(12,), latent_dim=4, width=4, recipe="latentzoo")
+    model.mask_steps.fill_(250)
+    assert model.binarize_weight() == pytest.approx(0.5 * 2**0.5)
+    model.mask_steps.fill_(10**7)
+    assert model.binarize_weight() == 2048.0
+
+
+def test_authors_autoencoder_and_mask_rates_drop_5x_after_step_5i():
+    """The intended effect of MaskAAE_MNIST.py:388-390 (which scales the losses instead)."""
+    model = LMGAE(data_shape=(12,), latent_dim=8, width=4, critic_width=8)  # I = 75
+    phases = {p.name: p for p in model.phases()}
+    opts = dict(zip(phases, model.configure_optimizers(), strict=True))
+    for step, factor in ((0, 1.0), (375, 1.0), (376, 0.2), (5000, 0.2)):
+        model.mask_steps.fill_(step)
+        for name, phase in phases.items():
+            phase.scale_lr(opts[name])
+            base = {"autoencoder": 5e-4, "critic": 1e-4, "generator": 1e-4, "mask": 5e-4}[name]
+            expected = base * (factor if name in ("autoencoder", "mask") else 1.0)
+            assert opts[name].param_groups[0]["lr"] == pytest.approx(expected), (step, name)
+    ours = LMGAE(data_shape=(12,), latent_dim=8, width=4, recipe="latentzoo")
+    assert all(p.lr_factor is None for p in ours.phases())
 
 
 def _phase_grads(model: LMGAE, loss: str, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -94,7 +148,8 @@ def test_mask_and_variance_penalty_do_not_depend_on_the_decoder_sigma(sigma):
     models = {}
     for s in (1.0, sigma):
         torch.manual_seed(0)
-        models[s] = LMGAE(data_shape=(12,), latent_dim=6, width=4, decoder_sigma=s)
+        models[s] = LMGAE(data_shape=(12,), latent_dim=6, width=4, decoder_sigma=s,
+                          recipe="latentzoo")  # fmt: skip
         with torch.no_grad():
             models[s].mask_param.copy_(torch.linspace(0.1, 2.0, 6))  # half-closed entries too
     for loss, scale in (("autoencoder_loss", 1 / sigma**2), ("mask_loss", 1.0)):
@@ -111,7 +166,8 @@ def test_mask_and_variance_penalty_do_not_depend_on_the_decoder_sigma(sigma):
 def test_variance_penalty_is_weighted_by_the_likelihoods_precision(likelihood):
     """Var[x|z] of each likelihood: the penalty's weight is 1 / its mean over coordinates."""
     torch.manual_seed(0)
-    model = LMGAE(data_shape=(12,), latent_dim=6, width=4, likelihood=likelihood)
+    model = LMGAE(data_shape=(12,), latent_dim=6, width=4, likelihood=likelihood,
+                  recipe="latentzoo")  # fmt: skip
     x = torch.rand(32, 12)
     out = model.decoder(model.gate(model.encode(x)))
     var = model.likelihood.variance(out)
@@ -120,18 +176,21 @@ def test_variance_penalty_is_weighted_by_the_likelihoods_precision(likelihood):
         torch.testing.assert_close(var, p * (1 - p))
     losses = model.autoencoder_loss(x)
     recon = model.likelihood.nll(x, out).mean()
-    expected = recon + model.var_weight * losses["var_penalty"] / var.mean()
-    torch.testing.assert_close(losses["loss"], expected)
+    sum_var = ((1 - model.mask) * model.encode(x).var(0)).sum()
+    torch.testing.assert_close(losses["var_penalty"], sum_var / var.mean())
+    torch.testing.assert_close(losses["loss"], recon + sum_var / var.mean())
 
 
 @pytest.mark.slow
 def test_lmgae_defaults_find_the_true_latent_dimension_through_the_cli(tmp_path):
-    """The new user's run of issue 11: n = 8, m = 16, class defaults, 25 epochs."""
+    """The new user's run of issue 11: n = 8, m = 16, 25 epochs, the latentzoo recipe's
+    defaults (the authors' recipe is measured by the lmgae-grid suite)."""
     import json
 
     proc = run_python(
         "-m", "latentzoo", "fit", "--model", "LMGAE", "--data", "Synthetic",
         "--data.latent_dim", "8", "--model.latent_dim", "16", "--trainer.max_epochs", "25",
+        "--model.recipe", "latentzoo",
         "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
         "--trainer.default_root_dir", str(tmp_path), cwd=tmp_path, timeout=1800,
     )  # fmt: skip
@@ -147,7 +206,7 @@ def test_lmgae_finds_the_true_latent_dimension():
     L.seed_everything(0)
     torch.set_num_threads(1)
     dm = Synthetic(latent_dim=4, data_dim=64)
-    model = LMGAE(data_shape=(64,), latent_dim=12)
+    model = LMGAE(data_shape=(64,), latent_dim=12, recipe="latentzoo")
     L.Trainer(
         max_epochs=20,
         logger=False,

@@ -12,13 +12,15 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-from latentzoo.zoo import VAEGAN, WAEGP, create_model, list_models
+from latentzoo.zoo import LMGAE, VAEGAN, WAEGP, create_model, list_models
 from latentzoo.zoo.phases import Phase
 
 # Models that need more than the shared arguments to reach every phase in a short run.
-EXTRA = {"TwoStageVAE": {"stage1_epochs": 1, "stage2_epochs": 5, "stage2_width": 4}}
+EXTRA = {"TwoStageVAE": {"stage1_epochs": 1, "stage2_epochs": 5, "stage2_width": 4},
+         "WAEGP": {"critic_width": 8}, "LMGAE": {"critic_width": 8}}  # fmt: skip
 # Optimizer steps per batch of the built-in models at their defaults (n_critic = 5).
-STEPS_PER_BATCH = {"VAE": 1, "BetaVAE": 1, "WAEGP": 1 + 5, "LMGAE": 1 + 1 + 5 + 1, "VAEGAN": 3,
+# (WAE-GP and LMGAE at their default, authors', recipe: one step of their cycle a batch.)
+STEPS_PER_BATCH = {"VAE": 1, "BetaVAE": 1, "WAEGP": 1, "LMGAE": 1, "VAEGAN": 3,
                    "TwoStageVAE": 1}  # fmt: skip
 
 
@@ -67,17 +69,80 @@ def test_one_global_step_is_one_batch_for_every_model(name: str) -> None:
         assert min(count.steps) >= 1
 
 
-def test_lmgae_schedules_and_optimizer_states_count_batches() -> None:
-    model = create_model("LMGAE", data_shape=(8,), latent_dim=2, width=4, n_critic=3)
-    t = trainer(max_steps=5)
+@pytest.mark.parametrize(("recipe", "steps"), [("latentzoo", [5, 5, 15, 5]),
+                                               ("authors", [2, 5, 1, 1])])  # fmt: skip
+def test_lmgae_schedules_and_optimizer_states_count_steps(recipe: str, steps: list[int]) -> None:
+    model = create_model("LMGAE", data_shape=(8,), latent_dim=2, width=4, n_critic=3,
+                         critic_width=8, recipe=recipe)  # fmt: skip
+    t = trainer(max_steps=9 if recipe == "authors" else 5)
     t.fit(model, flat_data())
-    assert int(model.mask_steps) == t.global_step == 5  # type: ignore[arg-type]
-    steps = [{int(s["step"]) for s in o.state.values()} for o in t.optimizers]
-    assert steps == [{5}, {5}, {15}, {5}]  # autoencoder, generator, critic (x3), mask
+    # latentzoo: 5 batches of AE, G, C x 3, mask; authors: 9 batches, 1.5 cycles of AE, C x 3, G, M
+    assert int(model.mask_steps) == (1 if recipe == "authors" else 5)  # type: ignore[arg-type]
+    counts = [{int(s["step"]) for s in o.state.values()} for o in t.optimizers]
+    assert counts == [{n} for n in steps]
+
+
+class Spy:
+    """Records, for every phase loss call, the phase, its data and the prior draws it made."""
+
+    def __init__(self, model: LMGAE) -> None:
+        self.calls: list[tuple[str, torch.Tensor, list[torch.Tensor]]] = []
+        self.draws: list[torch.Tensor] = []
+        draw = model.sample_prior
+        model.sample_prior = lambda n: self._draw(draw(n))  # type: ignore[method-assign]
+        phases = model.phases()
+        spied = [dataclasses.replace(p, loss=self._wrap(p.name, p.loss)) for p in phases]
+        model.phases = lambda: spied  # type: ignore[method-assign]
+
+    def _draw(self, z: torch.Tensor) -> torch.Tensor:
+        self.draws.append(z)
+        return z
+
+    def _wrap(self, name, loss):  # type: ignore[no-untyped-def]
+        def spied(x: torch.Tensor) -> dict[str, torch.Tensor]:
+            self.draws = []
+            out = loss(x)
+            self.calls.append((name, x.clone(), self.draws))
+            return out
+
+        return spied
+
+
+def test_authors_recipe_takes_one_step_a_batch_each_on_its_own_batch_and_prior_draw() -> None:
+    """MaskAAE: a fresh batch and fresh z for the auto-encoder, each critic step, the generator
+    and the mask; one optimizer step per training batch, in that order, cycle after cycle."""
+    torch.manual_seed(0)
+    model = LMGAE(data_shape=(8,), latent_dim=2, width=4, critic_width=8)
+    spy = Spy(model)
+    count = CountSteps()
+    x = torch.rand(64, 8)
+    t = trainer(max_steps=10, callbacks=[count])
+    t.fit(model, DataLoader(TensorDataset(x, torch.zeros(64)), batch_size=4))
+    names = [name for name, _, _ in spy.calls]
+    assert names == ["autoencoder", *["critic"] * 5, "generator", "mask", "autoencoder", "critic"]
+    for (_, seen, _), batch in zip(spy.calls, x.split(4), strict=False):
+        torch.testing.assert_close(seen, batch)  # each step its own loader batch
+    assert count.steps == [1] * 10 and t.global_step == 10
+    draws = {name: d for name, _, d in spy.calls}
+    assert len(draws["critic"]) == 1 and len(draws["mask"]) == 1  # W and GP share one draw
+    every = [d[0] for _, _, d in spy.calls if d]
+    assert len(every) == 7 and len({float(d.sum()) for d in every}) == 7  # all fresh
+    assert int(model.mask_steps) == model.cycles_done() == 1  # one cycle of 8 batches done
+    # every phase's latest terms are logged, whichever phase ran on the batch
+    for key in ("train/recon", "train/gp", "train/generator", "train/active_dims"):
+        assert key in t.callback_metrics, key
+
+
+def test_latentzoo_recipe_steps_every_phase_on_the_same_batch() -> None:
+    model = LMGAE(data_shape=(8,), latent_dim=2, width=4, recipe="latentzoo")
+    spy = Spy(model)
+    x = torch.rand(8, 8)
+    trainer(max_steps=1).fit(model, DataLoader(TensorDataset(x, torch.zeros(8)), batch_size=8))
+    assert len(spy.calls) == 8 and all(torch.equal(seen, x) for _, seen, _ in spy.calls)
 
 
 def test_terms_are_logged_every_n_batches_with_the_batch_as_step(tmp_path: Path) -> None:
-    model = WAEGP(data_shape=(8,), latent_dim=2, width=4, n_critic=2)
+    model = WAEGP(data_shape=(8,), latent_dim=2, width=4, n_critic=2, critic_width=8)
     t = trainer(max_steps=9, logger=CSVLogger(tmp_path), log_every_n_steps=3)
     t.fit(model, flat_data(n=80))
     assert t.logger is not None and t.logger.log_dir is not None
@@ -117,6 +182,15 @@ def test_bad_phase_declarations_are_refused() -> None:
         model.configure_optimizers()
     with pytest.raises(ValueError, match="trained by its phases"):
         model.automatic_optimization = True
+    wae = WAEGP(data_shape=(8,), latent_dim=2, width=4)  # phases in turn, fresh batches
+    vetoed = [dataclasses.replace(p, step_if=lambda t: True) for p in wae.phases()]
+    wae.phases = lambda: vetoed  # type: ignore[method-assign]
+    with pytest.raises(ValueError, match="step_if needs simultaneous"):
+        wae.configure_optimizers()
+    gan = VAEGAN(data_shape=(8,), latent_dim=2, width=4)
+    gan.fresh_batches = True
+    with pytest.raises(ValueError, match="fresh_batches=True"):
+        gan.configure_optimizers()
 
 
 @pytest.mark.parametrize(

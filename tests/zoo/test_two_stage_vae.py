@@ -129,22 +129,29 @@ def test_resuming_needs_no_stage1_file(tmp_path) -> None:
 
 def test_a_checkpoint_without_a_stage1_is_refused(tmp_path) -> None:
     saved_vae(tmp_path / "fixed.ckpt", likelihood="gaussian_fixed", batches=1)  # no gamma
-    model = small(stage1_epochs=0, stage1_checkpoint=str(tmp_path / "fixed.ckpt"))
+    model = small(stage1_epochs=0, stage2_epochs=1, stage1_checkpoint=str(tmp_path / "fixed.ckpt"))
     with pytest.raises(ValueError, match="does not hold a stage 1"):
         trainer(max_epochs=1, limit_train_batches=1).fit(model, BlobImages())
     with pytest.raises(ValueError, match="stage1_checkpoint"):
         small(stage1_epochs=0)
 
 
-def test_sample_goes_through_stage2_not_straight_to_stage1() -> None:
-    model = small().eval()
+@pytest.mark.parametrize("noise", [True, False])
+def test_sample_goes_through_stage2_and_its_noise(noise: bool) -> None:
+    """The authors' sampling (two_stage_vae_model.py): u = u^(z) + gamma_z eps, their gamma_z a
+    standard deviation, here sqrt of the variance gamma; ``sample_noise=False``: u^(z)."""
+    model = small(sample_noise=noise).eval()
     with torch.no_grad():
+        model.stage2.likelihood.raw.fill_(-1.0)  # gamma = softplus(-1) + 1e-6, not 1
+        gamma = model.stage2.likelihood.gamma
         torch.manual_seed(3)
         samples = model.sample(16)
         torch.manual_seed(3)
         direct = model.decode(torch.randn(16, 4))
         torch.manual_seed(3)
-        via_stage2 = model.decode(model.stage2.decode(torch.randn(16, 4)))
+        u = model.stage2.decode(torch.randn(16, 4))
+        u = u + gamma.sqrt() * torch.randn(16, 4) if noise else u
+        via_stage2 = model.decode(u)
     assert samples.shape == (16, 1, 28, 28)
     assert not torch.allclose(samples, direct, atol=1e-3)
-    assert torch.allclose(samples, via_stage2)
+    torch.testing.assert_close(samples, via_stage2)

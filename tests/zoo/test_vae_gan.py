@@ -1,4 +1,5 @@
-"""VAE-GAN: Algorithm 1's three updates, and the discriminator-wins guard."""
+"""VAE-GAN: Algorithm 1's three updates, the equilibrium gating and annealing of the authors'
+recipe, and the discriminator-wins guard."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 from testutils import BlobImages, snapshot, trainer
 
 from latentzoo.zoo import VAEGAN
+from latentzoo.zoo.vae_gan_recipes import equilibrium_gate
 
 
 class RecordSteps(L.Callback):
@@ -31,6 +33,7 @@ class RecordSteps(L.Callback):
 
 def test_each_optimizer_changes_only_its_own_network() -> None:
     model = VAEGAN(latent_dim=4, width=8)
+    model.gates = lambda terms: (True, True)  # type: ignore[method-assign]  # no gating here
     rec = RecordSteps()
     trainer(max_epochs=1, limit_train_batches=2, callbacks=[rec]).fit(model, BlobImages())
     own = [
@@ -103,6 +106,52 @@ def test_reconstruction_term_lives_in_discriminator_features() -> None:
     after = model.compute_losses(x)
     assert torch.equal(before["recon"], after["recon"])
     assert not torch.allclose(before["llike"], after["llike"])
+
+
+@pytest.mark.parametrize(
+    ("real", "fake", "dis", "dec"),
+    [
+        (0.70, 0.70, True, True),
+        (0.20, 0.70, False, True),
+        (0.70, 1.20, True, False),
+        (0.20, 1.20, True, True),
+    ],
+)
+def test_equilibrium_gate_is_larsen_et_als(real: float, fake: float, dis: bool, dec: bool) -> None:
+    """aegan.py:163-205 with margin 0.35 around 0.68; both step if both would be frozen."""
+    assert equilibrium_gate(real, fake, margin=0.35) == (dis, dec)
+
+
+@pytest.mark.parametrize(("gates", "frozen"), [((False, True), "discriminator."),
+                                               ((True, False), "decoder.")])  # fmt: skip
+def test_a_gated_network_skips_its_step(gates: tuple[bool, bool], frozen: str) -> None:
+    model = VAEGAN(latent_dim=4, width=8)
+    model.gates = lambda terms: gates  # type: ignore[method-assign]
+    before = snapshot(model)
+    t = trainer(max_epochs=1, limit_train_batches=1, log_every_n_steps=1)
+    t.fit(model, BlobImages())
+    after = snapshot(model)
+    for prefix in ("encoder.", "decoder.", "discriminator."):
+        params = [k for k in before if k.startswith(prefix) and "running" not in k]
+        moved = any(not torch.equal(before[k], after[k]) for k in params if "num_batches" not in k)
+        assert moved == (prefix != frozen), prefix
+    assert t.global_step == 1
+    assert t.callback_metrics["train/dis_update"] == float(gates[0])
+
+
+def test_authors_learning_rate_is_annealed_over_the_run() -> None:
+    """GammaAnnealer(lr_start, 1e-5, n_epochs, gamma=0.75), both divided by the batch size."""
+    model = VAEGAN(latent_dim=4, width=8)
+    model.gates = lambda terms: (True, True)  # type: ignore[method-assign]
+    t = trainer(max_epochs=2, limit_train_batches=1)
+    t.fit(model, BlobImages())
+    lr0, end = 0.025 / 64, 1e-5 / 64
+    want = lr0 - (1 / 2) ** 0.75 * (lr0 - end)  # the second (last) epoch's
+    for opt in t.optimizers:
+        assert [g["lr"] for g in opt.param_groups] == pytest.approx([want] * 2)
+    weights = t.optimizers[0].param_groups[0]  # deeppy's decay on conv/linear weights only
+    assert weights["weight_decay"] == 1e-5 and all(p.ndim >= 2 for p in weights["params"])
+    assert t.optimizers[0].param_groups[1]["weight_decay"] == 0
 
 
 def test_bad_arguments_raise() -> None:

@@ -1,4 +1,5 @@
-"""WAE-GP: the gradient penalty, the optimizers' parameter sets, the critic's step count."""
+"""WAE-GP: the gradient penalty, the optimizers' parameter sets, the critic's step count, the
+recipes, and that it is LMGAE with the mask off."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import torch
 from testutils import phase_changes
 from torch.utils.data import DataLoader, TensorDataset
 
-from latentzoo.zoo import WAEGP
+from latentzoo.zoo import LMGAE, WAEGP
 from latentzoo.zoo.nets import mlp
+from latentzoo.zoo.optimizers import TF1RMSprop
 from latentzoo.zoo.wae_gp import gradient_penalty
 
 
@@ -40,16 +42,55 @@ def test_gradient_penalty_matches_per_sample_autograd():
     assert gp > 0
 
 
-def test_each_optimizer_changes_only_its_own_parameters():
+@pytest.mark.parametrize("recipe", ["authors", "latentzoo"])
+def test_each_optimizer_changes_only_its_own_parameters(recipe: str):
     torch.manual_seed(0)
-    model = WAEGP(data_shape=(12,), latent_dim=3, width=4)
+    model = WAEGP(data_shape=(12,), latent_dim=3, width=4, recipe=recipe)  # type: ignore[arg-type]
     changes = phase_changes(model, torch.randn(16, 12))
+    assert changes == {"autoencoder": {"encoder", "decoder"}, "critic": {"critic"},
+                       "generator": {"encoder"}}  # fmt: skip
+    folded = WAEGP(data_shape=(12,), latent_dim=3, width=4, update="folded")
+    changes = phase_changes(folded, torch.randn(16, 12))
     assert changes == {"autoencoder": {"encoder", "decoder"}, "critic": {"critic"}}
+
+
+@pytest.mark.parametrize("recipe", ["authors", "latentzoo"])
+def test_waegp_is_lmgae_without_the_mask_phase(recipe: str):
+    """Same phases (order, rates, repeats, optimizers), critic and batches; the mask comes last."""
+    kw = {"data_shape": (12,), "latent_dim": 4, "width": 4, "recipe": recipe}
+    wae, lmgae = WAEGP(**kw), LMGAE(**kw)  # type: ignore[arg-type]
+
+    def table(model):
+        return [(p.name, p.lr, p.repeats, p.optimizer) for p in model.phases()]
+
+    assert table(lmgae)[:-1] == table(wae) and table(lmgae)[-1][0] == "mask"
+    assert str(wae.critic) == str(lmgae.critic)
+    assert wae.fresh_batches == lmgae.fresh_batches == (recipe == "authors")
+    assert [p.lr_factor is None for p in wae.phases()] == [
+        p.lr_factor is None for p in lmgae.phases()[:-1]]  # fmt: skip
+
+
+def test_recipes_set_the_authors_and_latentzoos_constants():
+    authors = WAEGP(data_shape=(12,), latent_dim=4, width=4)  # the default
+    assert [(p.name, p.lr, p.repeats) for p in authors.phases()] == [
+        ("autoencoder", 5e-4, 1), ("critic", 1e-4, 5), ("generator", 1e-4, 1)]  # fmt: skip
+    linears = [m for m in authors.critic if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linears] == [1024] * 4 + [1]
+    assert all(isinstance(o, TF1RMSprop) for o in authors.configure_optimizers())
+    ours = WAEGP(data_shape=(12,), latent_dim=4, width=4, recipe="latentzoo", critic_lr=1e-3)
+    assert [(p.name, p.lr, p.repeats) for p in ours.phases()] == [
+        ("autoencoder", 5e-4, 1), ("generator", 5e-4, 1), ("critic", 1e-3, 5)]  # fmt: skip
+    linears = [m for m in ours.critic if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linears] == [16, 16, 1]
+    assert all(type(o) is torch.optim.RMSprop for o in ours.configure_optimizers())
+    with pytest.raises(ValueError, match="recipe must be one of"):
+        WAEGP(data_shape=(12,), recipe="paper")  # type: ignore[arg-type]
 
 
 def test_training_step_takes_n_critic_critic_steps_per_batch(tmp_path):
     torch.manual_seed(0)
-    model = WAEGP(data_shape=(12,), latent_dim=3, width=4, n_critic=3)
+    model = WAEGP(data_shape=(12,), latent_dim=3, width=4, n_critic=3, update="folded",
+                  recipe="latentzoo")  # all phases on every batch  # fmt: skip
     data = DataLoader(TensorDataset(torch.randn(8, 12), torch.zeros(8)), batch_size=8)
     trainer = L.Trainer(
         max_steps=1,
@@ -76,7 +117,8 @@ def test_bad_arguments_raise_early():
 
 def test_a_learned_decoder_variance_is_trained_by_the_autoencoder_step():
     torch.manual_seed(0)
-    model = WAEGP(data_shape=(12,), latent_dim=3, width=4, likelihood="gaussian_gamma")
+    model = WAEGP(data_shape=(12,), latent_dim=3, width=4, likelihood="gaussian_gamma",
+                  recipe="latentzoo")  # the authors' cost has no variance  # fmt: skip
     changes = phase_changes(model, torch.randn(16, 12))
     assert changes["autoencoder"] == {"encoder", "decoder", "likelihood"}
     assert "likelihood" not in changes["critic"]
