@@ -9,10 +9,7 @@ command line, in a real process, and ends with one line on stderr and exit statu
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,27 +17,15 @@ import pytest
 import torch
 from datamodules.conftest import damaged_copies
 from PIL import Image
-from testutils import trainer
+from testutils import run_python, trainer
 
 from latentzoo.benchmark.cellfiles import read_json
 from latentzoo.evaluation import BadInputError, load_model, load_samples
 from latentzoo.zoo import VAE
 
-ROOT = Path(__file__).parents[1]
-
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
-    proc = subprocess.Popen([sys.executable, "-m", "latentzoo", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
-    try:
-        out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return run_python("-m", "latentzoo", *args, cwd=cwd, timeout=300)
 
 
 def one_line(proc: subprocess.CompletedProcess[str], *words: str) -> str:

@@ -8,7 +8,6 @@ import csv
 import importlib
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import prdc
 import pytest
 import torch
 from scipy import stats
+from testutils import run_python
 
 from latentzoo.callbacks import LatentSampler
 from latentzoo.metrics.registry import METRICS
@@ -27,26 +27,18 @@ from latentzoo.zoo import DENSITIES
 EXAMPLES = Path(__file__).parents[1] / "docs" / "examples"
 PLUGINS = ("density_coverage", "full_gaussian")
 ENV = {"PYTHONPATH": str(EXAMPLES), "LATENTZOO_PLUGINS": ",".join(PLUGINS)}
-ROOT = Path(__file__).parents[1]
 
 
 def run_latentzoo(
     args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m latentzoo ARGS`` in its own process group, killed with it on a timeout."""
-    full_env = {**os.environ, "WANDB_MODE": "offline", **(env or {})}
-    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), full_env.get("PYTHONPATH")]))
-    full_env.pop("LATENTZOO_PLUGINS", None) if env is None else None
-    proc = subprocess.Popen([sys.executable, "-m", "latentzoo", *args], cwd=cwd, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    """``python -m latentzoo ARGS``, owned by the test (:func:`testutils.run_python`); without
+    ``env`` the plugins variable is unset, with it the examples are on ``PYTHONPATH``."""
+    base = {k: v for k, v in os.environ.items() if k != "LATENTZOO_PLUGINS"}
+    base["WANDB_MODE"] = "offline"
+    plugins = {k: v for k, v in (env or {}).items() if k != "PYTHONPATH"}
+    return run_python("-m", "latentzoo", *args, cwd=cwd, env={**base, **plugins},
+                      pythonpath=[EXAMPLES] if env else [], timeout=timeout)  # fmt: skip
 
 
 @pytest.fixture

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 from benchmark.tiny import TINY_SUITE, latentzoo
+from testutils import started
 
 from latentzoo.benchmark.lock import FolderLockedError, hold
-
-ROOT = Path(__file__).parents[2]
 
 
 def test_a_second_holder_is_refused_with_the_first_ones_name(tmp_path) -> None:
@@ -32,13 +28,8 @@ def test_two_benchmark_runs_into_one_folder(tmp_path) -> None:
     long = {**TINY_SUITE, "trainer": {"max_epochs": 1000, "limit_val_batches": 1}}
     suite.write_text(yaml.safe_dump(long))
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
-    first = subprocess.Popen(
-        [sys.executable, "-m", "latentzoo", "benchmark", str(suite), "--out", str(out)],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
+    with started("-m", "latentzoo", "benchmark", str(suite), "--out", str(out), cwd=tmp_path,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as first:  # fmt: skip
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             text = (out / ".lock").read_text() if (out / ".lock").is_file() else ""
@@ -51,7 +42,3 @@ def test_two_benchmark_runs_into_one_folder(tmp_path) -> None:
         (line,) = second.stderr.strip().splitlines()
         assert f"{out} is in use by process {first.pid} on " in line
         assert "latentzoo benchmark" in line and first.poll() is None  # the first runs on
-    finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
-        first.wait()

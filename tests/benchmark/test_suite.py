@@ -19,6 +19,8 @@ BUILTIN = {
     "dai-wipf": (3 * 4 * 3, "WAEGP__celeba__seed2"),
     "samplers": (2, "VAE__seed0"),
     "priors": (5, "Lipschitz__seed0"),
+    "paper-recipes": (78, None),
+    "lmgae-grid": (44, None),
 }
 
 
@@ -32,7 +34,7 @@ def test_builtin_suite_expands(name: str) -> None:
     n_cells, example = BUILTIN[name]
     names = [c.name for c in suite.cells]
     assert len(names) == n_cells == len(set(names))
-    assert example in names
+    assert example is None or example in names
     for cell in suite.cells:
         assert cell.fit["trainer"].get("max_epochs") or cell.fit["trainer"].get("max_steps")
 
@@ -131,4 +133,7 @@ def test_cli_reports_a_bad_suite_in_one_line(write_suite, tmp_path) -> None:
     ]
     proc = latentzoo("benchmark", "no-such-suite", cwd=tmp_path)
     assert proc.returncode == 2
-    assert "built-in suites: dai-wipf, fashion-cpu, latent-dim, priors, samplers" in proc.stderr
+    assert (
+        "built-in suites: dai-wipf, fashion-cpu, latent-dim, lmgae-grid, paper-recipes, priors, "
+        "samplers" in proc.stderr
+    )
