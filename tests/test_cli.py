@@ -121,3 +121,22 @@ def test_fit_ends_with_a_summary_of_what_it_measured(in_tmp: Path, capsys) -> No
     assert "val/active_dims" in out and "val/loss" in out
     last = Path("runs") / "VAE-Synthetic" / "version_0" / "checkpoints" / "last.ckpt"
     assert f"{last} (step 6, end of epoch 0)" in out
+
+
+def test_packaged_configs_are_found_by_name_outside_the_source_tree(tmp_path: Path) -> None:
+    from latentzoo.cli import CONFIGS_DIR, with_packaged_configs
+
+    packaged = str(CONFIGS_DIR / "quickstart.yaml")
+    for given in ("quickstart", "quickstart.yaml", "configs/quickstart.yaml"):
+        assert with_packaged_configs(["fit", "--config", given]) == ["fit", "--config", packaged]
+        assert with_packaged_configs(["fit", f"--config={given}"]) == [
+            "fit",
+            f"--config={packaged}",
+        ]
+    mine = tmp_path / "quickstart.yaml"
+    mine.write_text("trainer: {max_epochs: 1}\n")
+    assert with_packaged_configs(["fit", "--config", str(mine)]) == ["fit", "--config", str(mine)]
+    proc = run_python("-m", "latentzoo", "fit", "--config", "lmgae_synthetic", "--print_config",
+                      cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "class_path: latentzoo.zoo.lmgae.LMGAE" in proc.stdout

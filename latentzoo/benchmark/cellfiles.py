@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -51,9 +52,12 @@ def write_json(path: Path, value: Any) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
     try:
         value = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # not UTF-8, not JSON: as if it were not there
+        warnings.warn(f"{path} is not a readable JSON file; its cell is done again", stacklevel=2)
         return None
     return value if isinstance(value, dict) else None
 

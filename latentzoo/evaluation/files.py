@@ -58,9 +58,13 @@ def load_model(ckpt_path: str | Path) -> AutoencoderModule:
         raise BadInputError(f"no checkpoint at {path}")
     try:
         model = load(path, map_location="cpu")
-    except (UnreadableCheckpointError, ValueError, KeyError, RuntimeError) as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise BadInputError(message if str(path) in message else f"{path}: {message}") from None
+    except UnreadableCheckpointError as err:
+        raise BadInputError(str(err)) from None
+    except Exception as err:  # readable, but its contents do not build a model
+        first = (str(err).splitlines() or [""])[0][:200]
+        raise BadInputError(
+            f"{path} does not hold a loadable latentzoo model ({type(err).__name__}: {first})"
+        ) from None
     bad = [name for name, t in model.state_dict().items()
            if t.is_floating_point() and not torch.isfinite(t).all()]  # fmt: skip
     if bad:

@@ -18,8 +18,6 @@ check of ``--ckpt_path`` against ``--model`` (:mod:`latentzoo.loading`).
 from __future__ import annotations
 
 import inspect
-import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -62,10 +60,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no checkpoint file at {path}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (OSError, RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as err:
+    except Exception as err:  # a damaged file makes torch's reader fail in many ways
         raise UnreadableCheckpointError(
             f"{path} is not a readable checkpoint (truncated or not written by torch.save: "
-            f"{str(err).splitlines()[0][:160]})"
+            f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:160]})"
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise UnreadableCheckpointError(

@@ -54,20 +54,21 @@ class SecondStageVAE(VAE):
     ) -> None:
         if network not in ("dai_wipf", "mlp"):
             raise ValueError(f"network must be 'dai_wipf' or 'mlp', got {network!r}")
-        # ``network`` is read from the hyper-parameters, saved before the nets are built.
+        # The base class builds the nets in its __init__, which reads ``network``: set it first
+        # (a plain attribute, which nn.Module allows before its own __init__).
+        object.__setattr__(self, "network", network)
         super().__init__(
             data_shape=(dim,), latent_dim=dim, likelihood="gaussian_gamma", width=width, lr=lr
         )
         self.gamma_lr = gamma_lr
-        self.network = network
 
     def build_encoder(self, out_dim: int) -> nn.Module:
-        if self.hparams["network"] == "mlp":
+        if self.network == "mlp":
             return super().build_encoder(out_dim)
         return nets.SkipMLP(self.data_shape[0], out_dim, 4 * self.width)
 
     def build_decoder(self, out_channels: int) -> nn.Module:
-        if self.hparams["network"] == "mlp":
+        if self.network == "mlp":
             return super().build_decoder(out_channels)
         return nets.SkipMLP(self.latent_dim, out_channels * self.data_shape[0], 4 * self.width)
 
