@@ -44,6 +44,8 @@ class SecondStageVAE(VAE):
             ``mlp``: latentzoo's former 2 x [Linear, LeakyReLU(0.2)], no skip.
     """
 
+    network: Literal["dai_wipf", "mlp"]
+
     def __init__(
         self,
         dim: int,
