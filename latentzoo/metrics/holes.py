@@ -54,7 +54,7 @@ a ball in 8 dimensions), which only scales ratios near its edge.
 Calibration (tests/metrics/test_holes.py; seeds 0-2; read, and the exact truth):
 
     aggregate = prior: posteriors of width 0.05-0.9, deterministic codes, d = 2-64      0 (0)
-    flat and curved n-in-m manifolds, whitened, (n, m) = (2, 8) ... (16, 64)        1.000 (1)
+    flat and curved n-in-m manifolds, whitened, (n, m) = (2, 8) ... (16, 64)  0.98-1.00 (1)
     d = 64, N = 10,000: empty slab                                  0.129-0.139 (0.159)
                         empty rotated slab                          0.130-0.135 (0.159)
                         empty half space                            0.475-0.480 (0.500)
@@ -77,7 +77,12 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from latentzoo.metrics.density_ratio import boundary_logits, density_ratio_logits, standardized
+from latentzoo.metrics.density_ratio import (
+    boundary_logits,
+    density_ratio_logits,
+    single_threaded,
+    standardized,
+)
 from latentzoo.metrics.intrinsic_dim import (
     full_dim_share,
     intrinsic_dim,
@@ -193,8 +198,9 @@ def hole_stats(
         raise ValueError(f"prior_sample gave {tuple(z_prior.shape)}, need ({num_prior}, {d})")
     ref = torch.randperm(n, generator=gen)[: min(num_reference, n)].to(mu.device)
     z_q = aggregate_samples(mu[ref], None if logvar is None else logvar[ref], gen)  # (N', d)
-    logr_q, logr_p, log_ratio = _prior_log_ratios(z_q, z_prior, seed)
-    dims = dimension_stats(z_q, z_prior)
+    with single_threaded():  # 2.4 s at N = M = 10,000, d = 64; see single_threaded
+        logr_q, logr_p, log_ratio = _prior_log_ratios(z_q, z_prior, seed)
+        dims = dimension_stats(z_q, z_prior)
     log_full = torch.log((1 - dims["low_dim_share"]).clamp_min(1e-12))
     holes = log_full + log_ratio < math.log(epsilon)  # (M,)
     offdiag, n_active = active_offdiag_cov(mu)

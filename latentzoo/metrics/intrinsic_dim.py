@@ -49,7 +49,8 @@ def knn_distances(x: Tensor, k: int, chunk: int = 1024) -> Tensor:
     out = torch.empty(len(x), k, dtype=torch.float64)
     for r0 in range(0, len(x), chunk):
         rows = x32[r0 : r0 + chunk]  # (c, D)
-        d2 = sq[r0 : r0 + chunk, None] - 2 * rows @ x32.T + sq[None]  # (c, N)
+        # |x_i - x_j|^2 - |x_i|^2 = |x_j|^2 - 2 x_i . x_j: the same order along each row
+        d2 = torch.addmm(sq[None], rows, x32.T, alpha=-2)  # (c, N)
         d2[torch.arange(len(rows)), torch.arange(r0, r0 + len(rows))] = torch.inf  # not itself
         idx = d2.topk(k, dim=1, largest=False).indices  # (c, k)
         exact = (x64[idx] - x64[r0 : r0 + chunk, None]).norm(dim=2)  # (c, k), float64

@@ -130,8 +130,9 @@ def test_deterministic_codes_drawn_like_the_prior_have_no_holes(d: int, n: int) 
 
 
 # -- codes on an n-dimensional manifold in m > n dimensions: the whole prior is a hole ---------
-# Measured (seeds 0-2): holes 1.000 and low_dim_share >= 0.97 in every case (curved 16-in-64:
-# 0.97-0.98; it reads 0.31-0.68 holes at N = 2,000, too few codes to see its dimension).
+# Measured (seeds 0-2): holes 1.000 flat; curved 0.998-1.000 up to (6, 24), 0.984-1.000 for
+# (8, 32), 0.982-0.996 for (16, 64) (which reads 0.31-0.68 at N = 2,000: too few codes to see its
+# dimension); low_dim_share >= 0.97; intrinsic_dim <= 0.62 of the prior's.
 
 
 @pytest.mark.parametrize("curved", [False, True], ids=["flat", "curved"])
@@ -142,7 +143,7 @@ def test_codes_on_a_lower_dimensional_manifold_leave_the_whole_prior_in_holes(
     n: int, m: int, num: int, curved: bool
 ) -> None:
     stats = stats_of(manifold_codes(num, n, m, curved), None, num)
-    assert stats["holes"] > 0.97
+    assert stats["holes"] > 0.95
     assert stats["low_dim_share"] > 0.9
     assert stats["intrinsic_dim"] < 0.75 * stats["intrinsic_dim_prior"]
 
