@@ -208,18 +208,21 @@ def test_narrow_posteriors_pushed_out_of_half_the_prior_leave_half_in_holes() ->
 
 
 @pytest.mark.parametrize(
-    ("d", "k", "mean", "sd", "rel"),
+    ("d", "k", "mean", "sd", "rel", "hole_tol"),
     [
-        (2, 2, 0.5, 1.0, 0.2),  # measured KL(q||p) 0.234-0.271 of 0.250, KL(p||q) 0.198-0.248
-        (16, 4, 0.0, 0.5, 0.2),  # 1.19-1.37 of 1.27; 2.68-2.90 of 3.23
-        (16, 4, 1.0, 0.7, 0.2),  # 2.38-2.48 of 2.41; 4.66-5.10 of 4.74
-        (64, 4, 0.5, 0.8, 0.3),  # 0.49-0.58 of 0.67; 0.75-0.77 of 1.01: a quarter low at d = 64
+        # measured KL(q||p) 0.234-0.271 of 0.250, KL(p||q) 0.198-0.248; holes 0.005-0.009 of 0.002
+        (2, 2, 0.5, 1.0, 0.2, 0.015),
+        (16, 4, 0.0, 0.5, 0.2, 0.06),  # 1.19-1.37 of 1.27; 2.68-2.90 of 3.23; 0.533-0.543 of 0.496
+        (16, 4, 1.0, 0.7, 0.2, 0.05),  # 2.38-2.48 of 2.41; 4.66-5.10 of 4.74; 0.692-0.715 of 0.683
+        # a quarter low at d = 64: 0.49-0.58 of 0.67; 0.75-0.77 of 1.01; 0.121-0.196 of 0.209
+        (64, 4, 0.5, 0.8, 0.3, 0.10),
     ],
 )
-def test_gaussian_aggregates_give_their_closed_form_kls(
-    d: int, k: int, mean: float, sd: float, rel: float
+def test_gaussian_aggregates_give_their_closed_form_kls_and_hole_mass(
+    d: int, k: int, mean: float, sd: float, rel: float, hole_tol: float
 ) -> None:
-    """q = N(m, sd^2) in k of d dimensions, N(0, 1) in the rest, against p = N(0, I)."""
+    """q = N(m, sd^2) in k of d dimensions, N(0, 1) in the rest, against p = N(0, I): smooth
+    ratios. The KLs in closed form; the holes' mass by Monte Carlo on the exact log q/p."""
     mu, logvar = gaussian_posteriors(10_000, d, 0.1)  # aggregate N(0, I)...
     gen = torch.Generator().manual_seed(5)
     shifted = mean + torch.randn(10_000, k, generator=gen, dtype=torch.float64) * math.sqrt(
@@ -228,9 +231,13 @@ def test_gaussian_aggregates_give_their_closed_form_kls(
     mu[:, :k] = shifted  # ...but N(mean, sd^2) in the first k dimensions
     kl_qp = 0.5 * k * (sd**2 + mean**2 - 1 - math.log(sd**2))
     kl_pq = 0.5 * k * (1 / sd**2 + mean**2 / sd**2 - 1 + math.log(sd**2))
+    z = normal(1_000_000, k, seed=11)  # prior draws; only the first k coordinates matter
+    log_ratio = (-math.log(sd) - (z - mean).square() / (2 * sd**2) + z.square() / 2).sum(1)
     stats = stats_of(mu, logvar, 10_000)
     assert stats["kl_agg_prior"] == pytest.approx(kl_qp, rel=rel, abs=0.05)
     assert stats["kl_prior_agg"] == pytest.approx(kl_pq, rel=rel, abs=0.05)
+    truth = float((log_ratio < math.log(0.1)).double().mean())
+    assert stats["holes"] == pytest.approx(truth, abs=hole_tol)
 
 
 def test_codes_in_a_corner_leave_most_of_the_prior_in_holes() -> None:
@@ -271,3 +278,38 @@ def test_active_covariance() -> None:
     assert int(k) == 3  # dim 2 has variance 1e-4 < 0.01: inactive
     cov = torch.cov(codes[:, [0, 1, 3]].T)
     assert float(offdiag) == pytest.approx(float((cov.abs().sum() - cov.diag().sum()) / 6))
+
+
+def clustered(
+    num: int, d: int, k: int, width: float, spread: float, seed: int = 0
+) -> tuple[torch.Tensor, float]:
+    """num codes of a mixture of k Gaussians N(m_j, width^2 I), m_j ~ N(0, spread^2 I), and the
+    prior mass where its exact density is below eps times the prior's (Monte Carlo, 200,000)."""
+    gen = torch.Generator().manual_seed(seed)
+    means = torch.randn(k, d, generator=gen, dtype=torch.float64) * spread
+    which = torch.randint(k, (num,), generator=gen)
+    codes = means[which] + width * torch.randn(num, d, generator=gen, dtype=torch.float64)
+    z = torch.randn(200_000, d, generator=gen, dtype=torch.float64)
+    log_q = torch.logsumexp(-0.5 * (z[:, None] - means[None]).square().sum(2) / width**2, 1)
+    log_ratio = log_q - math.log(k) - d * math.log(width) + 0.5 * z.square().sum(1)
+    return codes, float((log_ratio < math.log(0.1)).double().mean())
+
+
+@pytest.mark.parametrize(
+    ("d", "width", "spread", "low", "high"),
+    [
+        # seeds 0-2: read 0.254, 0.279, 0.211 of 0.276, 0.336, 0.228 (low by 0.02-0.06)
+        (2, 0.3, 1.0, 0.08, 0.03),
+        # 0.375, 0.421, 0.338 of 0.285, 0.362, 0.295 (high by 0.04-0.09; low_dim_share 0.45-0.52)
+        (16, 0.8, 0.6, 0.03, 0.12),
+    ],
+)
+def test_a_clustered_aggregate_reads_the_mass_between_and_around_its_clusters(
+    d: int, width: float, spread: float, low: float, high: float
+) -> None:
+    """Ten clusters, as a VAE's codes of ten classes: holes between and around them. In 16
+    dimensions the clusters' few codes each read lower-dimensional than the prior's draws, which
+    scales their ratios down near eps: the holes read high."""
+    codes, truth = clustered(10_000, d, 10, width, spread)
+    got = holes(codes, None, 10_000)
+    assert truth - low < got < truth + high, (got, truth)
