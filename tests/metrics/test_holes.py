@@ -113,8 +113,8 @@ LOWMAX, KLMAX = 0.3, 0.12
 def test_an_aggregate_equal_to_the_prior_has_no_holes_whatever_the_posterior_width(
     s: float, d: int
 ) -> None:
-    """Posteriors N(mu_n, s^2 I) whose aggregate is N(0, I). The mixture-density estimator of
-    latentzoo 0.1 read 0.99 holes at s = 0.3 here, 1.00 at s = 0.1."""
+    """Posteriors N(mu_n, s^2 I) whose aggregate is N(0, I). The mixture-density estimator once
+    used read 0.99 holes at s = 0.3 here, 1.00 at s = 0.1."""
     stats = stats_of(*gaussian_posteriors(2000, d, s), 2000)
     assert stats["holes"] < 0.005
     assert stats["low_dim_share"] < LOWMAX
@@ -158,17 +158,17 @@ def test_codes_on_a_lower_dimensional_manifold_leave_the_whole_prior_in_holes(
     [
         ("slab", 2, 2000, 0.06, 0.02),  # measured 0.125-0.150 of 0.159
         ("slab", 16, 2000, 0.06, 0.02),  # 0.123-0.124
-        ("slab", 64, 10_000, 0.05, 0.02),  # 0.129-0.139: latentzoo 0.2 read 0.058-0.079 here
+        ("slab", 64, 10_000, 0.05, 0.02),  # 0.129-0.139: the classifier alone read 0.058-0.079 here
         ("half", 64, 10_000, 0.05, 0.02),  # 0.475-0.480 of 0.500
         ("rotated slab", 16, 2000, 0.06, 0.02),  # 0.124-0.125 of 0.159
         ("rotated slab", 64, 10_000, 0.05, 0.02),  # 0.130-0.135
         ("ball", 2, 2000, 0.04, 0.03),  # 0.175-0.200 of 0.200
         ("ball", 8, 2000, 0.04, 0.03),  # 0.173-0.200
-        ("ball", 64, 10_000, 0.04, 0.02),  # 0.175-0.179: latentzoo 0.2 read 0.000
+        ("ball", 64, 10_000, 0.04, 0.02),  # 0.175-0.179: the classifier alone read 0.000
         ("off-centre ball", 16, 2000, 0.05, 0.03),  # 0.172-0.174 of 0.202
         ("shell", 2, 2000, 0.10, 0.03),  # 0.225-0.298 of 0.300
-        ("shell", 16, 2000, 0.08, 0.03),  # 0.248-0.250: latentzoo 0.2 read 0.000 (N = 10,000)
-        ("shell", 64, 10_000, 0.05, 0.03),  # 0.275-0.285: latentzoo 0.2 read 0.000
+        ("shell", 16, 2000, 0.08, 0.03),  # 0.248-0.250: the classifier alone, 0.000 at 10,000
+        ("shell", 64, 10_000, 0.05, 0.03),  # 0.275-0.285: the classifier alone read 0.000
     ],
 )
 def test_a_prior_region_of_known_mass_left_empty_reads_as_that_mass(
