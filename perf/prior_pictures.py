@@ -114,7 +114,7 @@ def main() -> None:
         mu, logvar = encode(model, dm.train_set.x)
         stats, prior, holes = hole_stats(
             mu, logvar, num_prior=args.num_prior, num_reference=args.num_prior,
-            seed=args.seed, epsilon=args.epsilon, prior_sample=prior_sampler(model, None),
+            seed=args.seed, epsilon=args.epsilon, prior_sample=prior_sampler(model, model.latent_usage()),
         )  # fmt: skip
         codes = encode(model, test_x)[0]
         print(f"{name}: holes {float(stats['holes']):.3f}, KL(q||p) "

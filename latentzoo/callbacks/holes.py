@@ -1,21 +1,28 @@
 """Holes in the aggregated posterior, logged every k epochs and at test, with a picture.
 
-The statistics are those of :mod:`latentzoo.metrics.holes`: a classifier between samples of the
-aggregated posterior q(z) (one draw z_n ~ q(z|x_n) per encoded training point, or the code itself
-for deterministic encoders) and draws of the model's own prior (``model.sample_prior``) estimates
-the density ratio q/p, cross-fitted so that every number is out of sample.
+The statistics are those of :mod:`latentzoo.metrics.holes`: samples of the aggregated posterior
+q(z) (one draw z_n ~ q(z|x_n) per encoded training point, or the code itself for deterministic
+encoders) against draws of the model's own prior (``model.sample_prior``): the share of the codes
+that lie on a lower-dimensional set than the prior's draws, and cross-fitted density-ratio
+estimates of q/p at the prior draws.
 
 Logged (``stage`` is ``val`` or ``test``):
 
 - ``stage/holes``: prior mass where q/p < ``epsilon`` (0.1): the share of prior draws that land
-  where the encoder puts less than a tenth of the prior's density;
+  where the encoder puts less than a tenth of the prior's density (1 where the codes lie on a
+  lower-dimensional manifold);
 - ``stage/kl_prior_agg`` (KL(p||q), inflated by holes) and ``stage/kl_agg_prior`` (KL(q||p));
+- ``stage/intrinsic_dim`` and ``stage/intrinsic_dim_prior``: Levina-Bickel dimension of the codes
+  and of as many prior draws (what a full-dimensional aggregate reads at this N);
+  ``stage/low_dim_share``: the share of the codes on a lower-dimensional set;
 - ``stage/offdiag_cov``: mean |off-diagonal covariance| of the codes over the active dimensions;
 - ``holes/latents``: encodings over the prior's contours with the holes marked (the two leading
   principal components of the codes when d > 2), as in Tomczak's figure of a VAE with a N(0, I)
   prior.
 
-LMGAE-style models are measured on their open latent dimensions only (``used_latent_dims``).
+Everything is measured in the space the decoder reads: a model that gates its latent coordinates
+(``model.latent_usage()``, LMGAE's mask) has its codes and its prior draws multiplied by the same
+gate, so a closed coordinate is 0 in both and makes no hole, and every model's numbers compare.
 Under DDP each rank encodes its share; :class:`AggregatedPosteriorHoles` gathers the posteriors,
 every rank computes the same numbers, and rank 0 alone draws the picture.
 """
@@ -39,7 +46,7 @@ from latentzoo.metrics.holes import AggregatedPosteriorHoles, PriorSampler
 from latentzoo.metrics.registry import EvaluationContext, MetricKey, register_model_metric
 from latentzoo.zoo import AutoencoderModule
 
-__all__ = ["HolesCallback", "holes_figure", "prior_sampler"]
+__all__ = ["HolesCallback", "gated_posterior", "holes_figure", "prior_sampler"]
 
 
 def _pca_basis(codes: Tensor) -> tuple[Tensor, Tensor]:
@@ -118,18 +125,30 @@ def holes_figure(codes: Tensor, prior: Tensor, holes: Tensor, max_points: int = 
     return figure_to_image(fig)
 
 
-def prior_sampler(model: AutoencoderModule, dims: Tensor | None) -> PriorSampler:
-    """Draws of ``model.sample_prior`` on ``dims``, seeded from the generator; training's RNG is
-    left alone."""
+def prior_sampler(model: AutoencoderModule, gate: Tensor | None = None) -> PriorSampler:
+    """Draws of ``model.sample_prior`` times ``gate`` ((latent_dim,), or None: ungated), seeded
+    from the generator; training's RNG is left alone."""
     devices = [model.device] if model.device.type == "cuda" else []
 
     def sample(n: int, gen: torch.Generator) -> Tensor:
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             torch.manual_seed(int(torch.randint(2**62, (), generator=gen)))
             z = model.sample_prior(n)  # (n, latent_dim)
-        return (z if dims is None else z[:, dims]).double().cpu()
+        return (z if gate is None else z * gate.to(z)).double().cpu()
 
     return sample
+
+
+def gated_posterior(
+    mu: Tensor, logvar: Tensor | None, gate: Tensor | None
+) -> tuple[Tensor, Tensor | None]:
+    """The posterior of gate * z for z ~ N(mu, exp(logvar)), (B, d) each: mean gate * mu,
+    log-variance logvar + 2 log gate (-inf where the gate is 0: that coordinate is exactly 0).
+    Unchanged when ``gate`` is None."""
+    if gate is None:
+        return mu, logvar
+    gate = gate.to(mu)
+    return mu * gate, None if logvar is None else logvar + 2 * gate.log()
 
 
 @register_model_metric(
@@ -139,15 +158,19 @@ def prior_sampler(model: AutoencoderModule, dims: Tensor | None) -> PriorSampler
         MetricKey("kl_prior_agg", (), "lower", "KL(p || q) [nats]"),
         MetricKey("kl_agg_prior", (), "lower", "KL(q || p) [nats]"),
         MetricKey("offdiag_cov", (), None, "mean |off-diagonal covariance| of the codes"),
+        MetricKey("intrinsic_dim", (), None, "intrinsic dimension of the codes"),
+        MetricKey("intrinsic_dim_prior", (), None, "intrinsic dimension of prior draws"),
+        MetricKey("low_dim_share", (), None, "share of codes on a lower-dimensional set"),
     ),
 )
 class HolesCallback(PeriodicEvaluation):
-    """Aggregated-posterior holes, the two KLs and the active-dimension covariance.
+    """Aggregated-posterior holes, the two KLs, the codes' dimension, the active-dims covariance.
 
     Args:
         num_encodings: N, training points encoded (all of ``split`` if fewer).
         num_prior: M, draws of the model's prior (see :func:`~latentzoo.metrics.hole_stats`).
-        num_reference: Most samples of q the classifier sees (a random subset of the N).
+        num_reference: Most samples of q the estimators see (a random subset of the N); the
+            numbers depend on it and on ``num_prior``: compare models at the same ones.
         epsilon: A prior draw is in a hole where q/p is below this.
         split: The data encoded.
         every_n_epochs: Evaluate after every k-th validation epoch and at the end of ``fit``
@@ -184,13 +207,13 @@ class HolesCallback(PeriodicEvaluation):
 
     @classmethod
     def for_evaluation(cls, context: EvaluationContext, **options: Any) -> HolesCallback:
-        """As :func:`latentzoo.evaluate` runs it: as many prior draws and codes as samples."""
+        """As :func:`latentzoo.evaluate` runs it: at the estimator's fixed 10,000 prior draws and
+        codes whatever the spec's sample count (the estimate's resolution depends on them:
+        see :mod:`latentzoo.metrics.holes`), the picture to the evaluation's folder."""
         picture = (
             None if context.picture_dir is None else str(Path(context.picture_dir) / "holes.png")
         )
-        kwargs: dict[str, Any] = {"num_prior": context.num_samples,
-                                  "num_reference": context.num_samples, "picture": False,
-                                  "picture_path": picture, "seed": context.seed}  # fmt: skip
+        kwargs: dict[str, Any] = {"picture": False, "picture_path": picture, "seed": context.seed}
         return cls(**(kwargs | options))
 
     @override
@@ -199,16 +222,17 @@ class HolesCallback(PeriodicEvaluation):
     ) -> dict[str, Tensor]:
         """Encode this rank's share of ``split`` and compute (collective) the statistics."""
         self.metric.to(model.device)
-        dims = model.used_latent_dims()  # the same on every rank: parameters are synced
-        if dims is not None and len(dims) == 0:
-            rank_zero_warn(f"{type(model).__name__} uses no latent dimension; holes not measured")
-            return {}
+        gate = model.latent_usage()  # (latent_dim,) or None; the same on every rank
+        if gate is not None:
+            gate = gate.detach()
+            if not bool((gate > 0).any()):
+                rank_zero_warn(f"{type(model).__name__} gates every latent dimension shut; holes "
+                               "not measured")  # fmt: skip
+                return {}
         for x in self.real_batches(trainer, model, self.split, self.num_encodings, self.batch_size):
             mu, logvar = model.posterior(x)  # (B, d), (B, d) or None
-            if dims is not None:
-                mu, logvar = mu[:, dims], None if logvar is None else logvar[:, dims]
-            self.metric.update(mu, logvar)
-        self.metric.prior_sample = prior_sampler(model, dims)
+            self.metric.update(*gated_posterior(mu, logvar, gate))
+        self.metric.set_prior(prior_sampler(model, gate))
         stats = self.metric.compute()  # every rank: gathers the posteriors
         if self.picture and trainer.is_global_zero:
             self._codes = dim_zero_cat(self.metric.mu)  # (N_rank0, d'): rank 0's codes

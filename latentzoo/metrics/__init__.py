@@ -9,7 +9,8 @@ from latentzoo.metrics.diversity import ClassDiversity, collision_entropy, dista
 from latentzoo.metrics.fd_infinity import fd_infinity
 from latentzoo.metrics.fid import FrechetDistance, KernelDistance
 from latentzoo.metrics.frechet import frechet_distance, frechet_distance_between, mean_cov
-from latentzoo.metrics.holes import AggregatedPosteriorHoles, hole_stats, log_aggregate_posterior
+from latentzoo.metrics.holes import AggregatedPosteriorHoles, hole_stats
+from latentzoo.metrics.intrinsic_dim import intrinsic_dim, local_inverse_dim
 from latentzoo.metrics.precision_recall import (
     PrecisionRecall,
     knn_radii,
@@ -31,8 +32,9 @@ __all__ = [
     "frechet_distance",
     "frechet_distance_between",
     "hole_stats",
+    "intrinsic_dim",
     "knn_radii",
-    "log_aggregate_posterior",
+    "local_inverse_dim",
     "manifold_coverage",
     "mean_cov",
     "precision_recall",

@@ -10,35 +10,62 @@ and the hole fraction is its prior mass p(H): the share of prior draws that deco
 decoder never saw in training. ``eps`` = 0.1 by default: where q has less than a tenth of the
 prior's density.
 
-The estimator is a probabilistic classifier between samples of q and samples of p, read as a
-density-ratio estimator (Sugiyama, Suzuki & Kanamori 2012, "Density Ratio Estimation in Machine
-Learning", ch. 4; used to measure exactly this mismatch by Rosca, Lakshminarayanan & Mohamed 2018,
-"Distribution Matching in Variational Inference"): with as many samples of each, the Bayes-optimal
-classifier's logit is log q(z)/p(z). Why this and not a density of q:
+What was wrong. One classifier between samples of q and of p estimated q/p (Sugiyama et al.
+2012; Rosca et al. 2018). Codes on an n-dimensional manifold in m > n dimensions have no density
+off it, p(H) = 1; the classifier, early-stopped on 10,000 samples, cannot see a curved set whose
+mean and covariance are the prior's and read 0 (4 in 16, 8 in 32, 16 in 64). In 64 dimensions it
+read 0 for an empty ball and 0.06 for an empty slab of the prior, both of mass 0.16. Distances
+from the prior draws do not save it: from a prior draw, codes on a 16-dimensional manifold in 64
+dimensions are as far as full-dimensional codes.
 
-- It needs *samples* of q only, so one estimator serves stochastic encoders (a draw
-  z_n ~ q(z|x_n) per training point) and deterministic ones (the codes), and a VAE's and a WAE's
-  numbers compare. Evaluating the mixture density 1/N sum_n q(z|x_n) instead reads 100% holes for
-  any sharp VAE: a finite mixture of narrow Gaussians is a bed of nails whose density between the
-  nails is tiny even when its samples are distributed exactly as the prior.
-- It needs samples of the prior only (``prior_sample``), so learned priors come in through the
-  model's own ``sample_prior``.
-- It gives both KLs from the same logits: KL(p||q) = E_p[-log r], KL(q||p) = E_q[log r]. A true
-  hole makes KL(p||q) infinite; the estimate is then bounded by ``max_log_ratio``.
+The estimator (:func:`hole_stats`). Write q = (1 - pi) q_c + pi q_s, a part q_c with a density
+and a part q_s on a lower-dimensional set (Lebesgue's decomposition). q_s has no density off
+its set, so H = {z : (1 - pi) q_c(z)/p(z) < eps}, estimated in two parts:
 
-The classifier is a small MLP on standardized codes (two hidden layers, SiLU), trained with the
-logistic loss, weight decay and early stopping on a held-out tenth. *Cross-fitting* keeps every
-reported number out of sample: the samples are split in two folds, a classifier trained on one
-fold scores the other, and the reverse. On samples of one distribution it therefore outputs
-logits near 0 (no spurious holes from overfitting). The hole fraction is the share of held-out
-prior draws whose ratio is below eps after a monotone recalibration of the classifier's scores
-(:func:`calibrated_log_ratio`: early stopping makes the logit too smooth at a hole's edge); the
-KLs use the raw logits, whose mean is the better estimate of a smooth log-ratio.
+1. *Dimension* (:mod:`~latentzoo.metrics.intrinsic_dim`): the codes' local dimensions (Levina &
+   Bickel 2004, 50 neighbours among themselves) against those of as many prior draws among
+   themselves. The share of the codes that can be full-dimensional like the prior's draws (a
+   mixture-proportion bound, Blanchard et al. 2010) is 1 - pi, logged as ``low_dim_share`` = pi.
+   This is where the dimension enters, on the codes' side, where it shows: codes on a manifold
+   crowd each other.
+2. *Density*: three cross-fitted scores of every sample (:mod:`~latentzoo.metrics.density_ratio`):
+   the MLP classifier's logit (any shape, smooth), the quadric-boundary model's (slabs and balls
+   anywhere, sharp) and the radius |z|^2 (shells: the prior's mass in d dimensions sits near
+   radius sqrt(d), which a too-narrow, too-wide or gapped aggregate misses). Each is read as a
+   ratio by binning, and the one that tells q from p best on held-out halves gives log q/p at
+   the prior draws (:mod:`~latentzoo.metrics.ratio_calibration`).
 
-Calibration (tests/metrics/test_holes.py, measured spreads there): aggregates equal to the prior
-built from posteriors of widths 0.05 to 0.9 in 2 to 64 dimensions read < 1% holes; a prior region
-of known mass left empty reads its mass within a few points; Gaussian aggregates give their
-closed-form KL(q||p) and KL(p||q) within the stated tolerances.
+A prior draw is in a hole when (1 - pi) times its ratio is below eps. Samples of q are the codes
+(deterministic encoders) or one draw z_n ~ q(z|x_n) per point (stochastic ones), so a VAE's and a
+WAE's numbers compare; the prior enters through its sampler only. KL(p||q) = E_p[-log r] and
+KL(q||p) = E_q[log r] are the MLP's raw logits: they see densities only, so a singular aggregate
+reads finite KLs. ``intrinsic_dim`` is the codes' Levina-Bickel estimate (20 neighbours, MacKay &
+Ghahramani's average), ``intrinsic_dim_prior`` that of as many prior draws: what a full-
+dimensional aggregate reads at this N (36 for N(0, I_64) at N = 10,000). Every number depends on
+N and M: compare models at the same ones (the callback's defaults, 10,000 each).
+
+Limits. The shape of q_c is the one the scores see in all of q: a singular part placed unlike the
+rest is read where q is. A manifold folded more finely than the codes' spacing looks full-
+dimensional: cos features of frequency 2 read 0.07 holes in 16 of 64 dimensions (low_dim_share
+0.76, intrinsic_dim 24 of the prior's 36) and 0.19-0.99 in 8 of 32, where low_dim_share 0.91-0.94
+leaves ratios near 1 at the threshold. Sharp empty regions and tight clusters (fewer codes per
+cluster) raise low_dim_share too, up to 0.5, which scales the ratios near eps down.
+
+Calibration (tests/metrics/test_holes.py; seeds 0-2; read, and the exact truth):
+
+    aggregate = prior: posteriors of width 0.05-0.9, deterministic codes, d = 2-64      0 (0)
+    flat and curved n-in-m manifolds, whitened, (n, m) = (2, 8) ... (16, 64)  0.98-1.00 (1)
+    d = 64, N = 10,000: empty slab                                  0.129-0.139 (0.159)
+                        empty rotated slab                          0.130-0.135 (0.159)
+                        empty half space                            0.475-0.480 (0.500)
+                        empty ball                                  0.175-0.179 (0.200)
+                        empty shell                                 0.275-0.285 (0.300)
+                        aggregate N(0, 0.9^2 I)                     0.124-0.162 (0.126)
+    d = 16, N = 2,000:  empty slab, rotated slab                    0.123-0.125 (0.159)
+                        empty off-centre ball                       0.172-0.174 (0.202)
+                        empty shell                                 0.248-0.250 (0.300)
+                        aggregate N(0, 1.3^2 I), wider              0.096-0.166 (0.099)
+    ten clusters, N = 10,000: d = 2, read - truth -0.06 to -0.02; d = 16, +0.04 to +0.09
 """
 
 from __future__ import annotations
@@ -51,7 +78,19 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from latentzoo.metrics.density_ratio import calibrated_log_ratio, density_ratio_logits
+from latentzoo.metrics.density_ratio import (
+    boundary_logits,
+    density_ratio_logits,
+    single_threaded,
+    standardized,
+)
+from latentzoo.metrics.intrinsic_dim import (
+    full_dim_share,
+    intrinsic_dim,
+    knn_distances,
+    local_inverse_dim,
+)
+from latentzoo.metrics.ratio_calibration import best_log_ratio
 
 __all__ = [
     "AggregatedPosteriorHoles",
@@ -59,20 +98,15 @@ __all__ = [
     "PriorSampler",
     "active_offdiag_cov",
     "aggregate_samples",
+    "dimension_stats",
     "hole_stats",
-    "log_aggregate_posterior",
-    "log_standard_normal",
-    "silverman_logvar",
 ]
 
-LOG_2PI = math.log(2 * math.pi)
 HoleStats = dict[str, Tensor]
 PriorSampler = Callable[[int, torch.Generator], Tensor]  # (n, generator) -> (n, d) draws of p
 
-
-def log_standard_normal(z: Tensor) -> Tensor:
-    """log N(z; 0, I) per row, (M, d) -> (M,)."""
-    return -0.5 * (z.pow(2).sum(1) + z.shape[1] * LOG_2PI)
+NEIGHBOURS = 50  # k of the local-dimension comparison: more power than 20 on curved manifolds
+ID_NEIGHBOURS = 20  # k of the reported intrinsic_dim (Levina & Bickel's 10-20)
 
 
 def standard_normal_sampler(d: int) -> PriorSampler:
@@ -92,31 +126,62 @@ def aggregate_samples(mu: Tensor, logvar: Tensor | None, gen: torch.Generator) -
     return z + eps * torch.exp(0.5 * logvar.detach().double().cpu())
 
 
+def dimension_stats(z_q: Tensor, z_prior: Tensor) -> HoleStats:
+    """The codes' and the prior's intrinsic dimensions and the codes' lower-dimensional share.
+
+    Both from min(N, M) rows (the same count, so the estimator's bias is the same for both).
+    ``low_dim_share`` is 1 - :func:`~latentzoo.metrics.intrinsic_dim.full_dim_share` of the
+    local dimensions at k = 50.
+    """
+    n = min(len(z_q), len(z_prior))
+    k = min(NEIGHBOURS, n - 1)
+    dist_q, dist_p = knn_distances(z_q[:n], k), knn_distances(z_prior[:n], k)  # (n, k) each
+    k_id = min(ID_NEIGHBOURS, k)
+    return {
+        "intrinsic_dim": intrinsic_dim(local_inverse_dim(dist_q[:, :k_id])),
+        "intrinsic_dim_prior": intrinsic_dim(local_inverse_dim(dist_p[:, :k_id])),
+        "low_dim_share": 1 - full_dim_share(local_inverse_dim(dist_q), local_inverse_dim(dist_p)),
+    }
+
+
+def _prior_log_ratios(z_q: Tensor, z_prior: Tensor, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The MLP's raw logits at q and p, and log q/p at each prior draw from the best-calibrated
+    of three scores: the MLP's logits, the boundary model's scores and the radius |z|^2."""
+    logr_q, logr_p = density_ratio_logits(z_q, z_prior, seed=seed)
+    sq, sp = standardized(z_q, z_prior)
+    candidates = [
+        (logr_q, logr_p, True),
+        (*boundary_logits(z_q, z_prior, seed=seed), True),
+        (sq.square().sum(1), sp.square().sum(1), False),
+    ]
+    return logr_q, logr_p, best_log_ratio(candidates, seed=seed)[2]
+
+
 def hole_stats(
     mu: Tensor,
     logvar: Tensor | None,
     num_prior: int = 10_000,
     num_reference: int = 10_000,
-    level: float | None = None,
     seed: int = 0,
     *,
     epsilon: float = 0.1,
     prior_sample: PriorSampler | None = None,
 ) -> tuple[HoleStats, Tensor, Tensor]:
-    """Hole fraction p(q/p < eps), KL(p||q), KL(q||p) and the active-dims covariance.
+    """Hole fraction p(q/p < eps), the KLs, the dimensions and the active-dims covariance.
 
     Args:
         mu: (N, d) posterior means (the codes, for deterministic encoders).
         logvar: (N, d) posterior log-variances, or ``None`` for a deterministic encoder.
-        num_prior: M, prior draws; the classifier sees M of p against the samples of q.
+        num_prior: M, prior draws.
         num_reference: Most samples of q (a random subset of the N posteriors, one draw each).
-        level: Unused; the quantile threshold of latentzoo 0.1, accepted so old calls run.
         seed: Seeds every draw and the classifiers, so every rank and evaluation agree.
         epsilon: A prior draw is in a hole where the estimated q/p is below this.
         prior_sample: ``(n, generator) -> (n, d)`` draws of the model's prior; N(0, I) if None.
 
     Returns:
-        The statistics, the prior draws (M, d) and their hole mask (M,), for the picture.
+        The statistics (``holes``, ``kl_prior_agg``, ``kl_agg_prior``, ``intrinsic_dim``,
+        ``intrinsic_dim_prior``, ``low_dim_share``, ``offdiag_cov``, ``num_active``), the prior
+        draws (M, d) and their hole mask (M,), for the picture.
     """
     if mu.ndim != 2 or len(mu) < 4:
         raise ValueError(f"need (N, d) posterior means with N >= 4, got {tuple(mu.shape)}")
@@ -126,86 +191,29 @@ def hole_stats(
         raise ValueError(
             f"num_prior and num_reference must be >= 4, got {num_prior}, {num_reference}"
         )
-    del level  # the threshold is epsilon on the density ratio now
     gen = torch.Generator().manual_seed(seed)
     n, d = mu.shape
     sample = standard_normal_sampler(d) if prior_sample is None else prior_sample
     z_prior = sample(num_prior, gen).double().cpu()  # (M, d)
-    ref = torch.randperm(n, generator=gen)[: min(num_reference, n)]
-    z_q = aggregate_samples(
-        mu[ref.to(mu.device)], None if logvar is None else logvar[ref.to(mu.device)], gen
-    )
-    logr_q, logr_p = density_ratio_logits(z_q, z_prior, seed=seed)
-    holes = calibrated_log_ratio(logr_q, logr_p)[1] < math.log(epsilon)
+    if z_prior.shape != (num_prior, d):
+        raise ValueError(f"prior_sample gave {tuple(z_prior.shape)}, need ({num_prior}, {d})")
+    ref = torch.randperm(n, generator=gen)[: min(num_reference, n)].to(mu.device)
+    z_q = aggregate_samples(mu[ref], None if logvar is None else logvar[ref], gen)  # (N', d)
+    with single_threaded():  # 2.4 s at N = M = 10,000, d = 64; see single_threaded
+        logr_q, logr_p, log_ratio = _prior_log_ratios(z_q, z_prior, seed)
+        dims = dimension_stats(z_q, z_prior)
+    log_full = torch.log((1 - dims["low_dim_share"]).clamp_min(1e-12))
+    holes = log_full + log_ratio < math.log(epsilon)  # (M,)
     offdiag, n_active = active_offdiag_cov(mu)
     stats = {
         "holes": holes.double().mean(),
         "kl_prior_agg": (-logr_p).mean(),
         "kl_agg_prior": logr_q.mean(),
+        **dims,
         "offdiag_cov": offdiag,
         "num_active": n_active,
     }
     return stats, z_prior, holes
-
-
-def silverman_logvar(codes: Tensor) -> Tensor:
-    """Per-dimension log h_j^2 of Silverman's rule for a Gaussian KDE of (N, d) codes, (d,).
-
-    h_j = (4 / (N (d + 2)))^(1 / (d + 4)) * std_j (Silverman 1986, eq. 4.14).
-    """
-    n, d = codes.shape
-    factor = (4.0 / (n * (d + 2))) ** (1.0 / (d + 4))
-    std = codes.double().std(0).clamp_min(1e-12)
-    return 2 * torch.log(factor * std)
-
-
-def log_aggregate_posterior(
-    z: Tensor,
-    mu: Tensor,
-    logvar: Tensor,
-    exclude: Tensor | None = None,
-    chunk_m: int = 1024,
-    chunk_n: int = 8192,
-) -> Tensor:
-    """log q(z) = log 1/N' sum_n N(z; mu_n, diag(exp(logvar_n))) at each row of z, in float64.
-
-    The exact mixture density of Gaussian posteriors (not used by :func:`hole_stats`; see the
-    module docstring), computed in (chunk_m, chunk_n) blocks with a running log-sum-exp so that
-    N = 60,000, M = 10,000, d = 64 needs a few MB.
-
-    Args:
-        z: (M, d) query points.
-        mu: (N, d) posterior means.
-        logvar: (N, d) posterior log-variances, or (d,) shared by all components.
-        exclude: (M,) index of a component to leave out for each query (leave-one-out), then
-            N' = N - 1; ``None`` keeps all, N' = N.
-        chunk_m: Queries per block.
-        chunk_n: Components per block.
-
-    Returns:
-        (M,) float64.
-    """
-    mu, z = mu.double(), z.double()
-    logvar = logvar.double().expand_as(mu)
-    n = len(mu)
-    inv_var = torch.exp(-logvar)  # (N, d)
-    # -1/2 sum_j (z_j - mu_j)^2 / v_j = -1/2 [z^2 . 1/v - 2 z . mu/v + mu^2 . 1/v]
-    mu_iv = mu * inv_var  # (N, d)
-    const = -0.5 * ((mu * mu_iv).sum(1) + logvar.sum(1) + mu.shape[1] * LOG_2PI)  # (N,)
-    out = torch.empty(len(z), dtype=torch.float64, device=z.device)
-    for m0 in range(0, len(z), chunk_m):
-        zb = z[m0 : m0 + chunk_m]  # (m, d)
-        running = torch.full((len(zb),), -math.inf, dtype=torch.float64, device=z.device)
-        for n0 in range(0, n, chunk_n):
-            sl = slice(n0, n0 + chunk_n)
-            logp = zb @ mu_iv[sl].T - 0.5 * (zb * zb) @ inv_var[sl].T + const[sl]  # (m, n)
-            if exclude is not None:
-                cols = torch.arange(n0, n0 + logp.shape[1], device=z.device)
-                own = exclude[m0 : m0 + chunk_m, None].to(z.device) == cols[None]
-                logp = logp.masked_fill(own, -math.inf)
-            running = torch.logaddexp(running, torch.logsumexp(logp, dim=1))
-        out[m0 : m0 + chunk_m] = running
-    return out - math.log(n - (exclude is not None))
 
 
 def active_offdiag_cov(mu: Tensor, threshold: float = 0.01) -> tuple[Tensor, Tensor]:
@@ -230,14 +238,15 @@ class AggregatedPosteriorHoles(Metric):
 
     Every rank computes the same numbers after the sync (the seed fixes every random draw and the
     classifiers' training), so the value does not depend on how the data were split over
-    processes.
+    processes. The prior is part of the metric's configuration, like its sizes: pass the model's
+    sampler to the constructor or to :meth:`set_prior` before :meth:`compute`.
 
     Args:
         num_prior: See :func:`hole_stats`.
         num_reference: See :func:`hole_stats`.
-        level: Unused (see :func:`hole_stats`).
         seed: See :func:`hole_stats`.
         epsilon: See :func:`hole_stats`.
+        prior_sample: See :func:`hole_stats`; N(0, I) if None.
     """
 
     full_state_update = False
@@ -248,18 +257,26 @@ class AggregatedPosteriorHoles(Metric):
         self,
         num_prior: int = 10_000,
         num_reference: int = 10_000,
-        level: float | None = None,
         seed: int = 0,
         epsilon: float = 0.1,
+        prior_sample: PriorSampler | None = None,
     ) -> None:
         super().__init__()
         self.num_prior, self.num_reference, self.seed = num_prior, num_reference, seed
         self.epsilon = epsilon
-        self.prior_sample: PriorSampler | None = None  # set by the caller: the model's prior
+        self.prior_sample = prior_sample
         self.add_state("mu", [], dist_reduce_fx="cat")
         self.add_state("logvar", [], dist_reduce_fx="cat")
         self.last_prior: Tensor | None = None
         self.last_holes: Tensor | None = None
+
+    def set_prior(self, prior_sample: PriorSampler | None) -> None:
+        """Measure against this prior from now on (``(n, generator) -> (n, d)``; None: N(0, I)).
+
+        A model's prior can change between evaluations (a learned prior trains with it), so a
+        callback that owns the metric sets it before each :meth:`compute`.
+        """
+        self.prior_sample = prior_sample
 
     def update(self, mu: Tensor, logvar: Tensor | None) -> None:
         self.mu.append(mu.detach().double())

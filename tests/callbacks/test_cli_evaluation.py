@@ -62,7 +62,8 @@ def test_ctrl_c_in_a_slow_evaluation_keeps_the_values_already_computed(tmp_path:
     assert "KeyboardInterrupt" in err and proc.returncode != 0
     values = json.loads(written.read_text())
     assert set(values) == {"test/holes", "test/kl_prior_agg", "test/kl_agg_prior",
-                           "test/offdiag_cov"}  # fmt: skip  # nothing from the interrupted one
+                           "test/offdiag_cov", "test/intrinsic_dim", "test/intrinsic_dim_prior",
+                           "test/low_dim_share"}  # fmt: skip  # nothing from the interrupted one
     assert 0 <= values["test/holes"] <= 1
     csv_header = (run / "metrics.csv").read_text().splitlines()[0]
     assert "test/holes" in csv_header and "test/slept" not in csv_header
@@ -89,7 +90,8 @@ def test_sigterm_in_a_slow_evaluation_of_fit_keeps_the_values_and_a_finite_last_
     assert "last.ckpt holds step 6, during epoch 0; resume with" in line, line
     values = json.loads(written.read_text())
     assert set(values) == {"val/holes", "val/kl_prior_agg", "val/kl_agg_prior",
-                           "val/offdiag_cov"}  # fmt: skip  # nothing from the interrupted one
+                           "val/offdiag_cov", "val/intrinsic_dim", "val/intrinsic_dim_prior",
+                           "val/low_dim_share"}  # fmt: skip  # nothing from the interrupted one
     csv_header = (run / "metrics.csv").read_text().splitlines()[0]
     assert "val/holes" in csv_header and "val/slept" not in csv_header
     state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)

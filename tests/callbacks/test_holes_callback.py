@@ -1,4 +1,4 @@
-"""HolesCallback: logs the holes keys from model.posterior and draws the picture."""
+"""HolesCallback: logs the holes keys from model.posterior, in the gated space, and draws."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from latentzoo.callbacks import HolesCallback
-from latentzoo.callbacks.holes import holes_figure, prior_sampler
+from latentzoo.callbacks.holes import gated_posterior, holes_figure, prior_sampler
 from latentzoo.datamodules import Synthetic
 from latentzoo.metrics.holes import hole_stats
 from latentzoo.zoo import LMGAE, VAE
@@ -34,7 +34,7 @@ def test_logged_values_match_the_metric_on_the_model_posteriors(
         mu, logvar = model.posterior(tiny_images.train_set.x.float() / 255)
     prior = prior_sampler(model, None)  # the model's own prior, as the callback draws it
     expected, _, _ = hole_stats(mu, logvar, num_prior=300, num_reference=40, prior_sample=prior)
-    for key in ("holes", "kl_prior_agg", "kl_agg_prior"):
+    for key in ("holes", "kl_prior_agg", "kl_agg_prior", "intrinsic_dim", "low_dim_share"):
         got = float(trainer.callback_metrics[f"test/{key}"])
         assert got == pytest.approx(float(expected[key]), rel=1e-5, abs=1e-8)
     assert list(Path(trainer.logger.log_dir).glob("images/holes_latents_step*.png"))
@@ -49,18 +49,57 @@ def test_picture_for_any_latent_dimension(d: int) -> None:
     assert float(image.min()) >= 0 and float(image.max()) <= 1
 
 
-def test_lmgae_holes_are_measured_on_its_active_dimensions(tmp_path: Path) -> None:
+def test_lmgae_codes_and_prior_draws_pass_through_the_same_gate(tmp_path: Path) -> None:
+    """The metric sees m * E(x) against m * z, z ~ p: what the decoder reads, closed dims 0."""
     model = LMGAE(data_shape=(16,), latent_dim=6, width=4)
     with torch.no_grad():
         model.mask_param.copy_(torch.tensor([5.0, 5.0, 0.0, 5.0, 0.0, 0.0]))  # m ~ 1 or 0
-    assert model.used_latent_dims().tolist() == [0, 1, 3]
+    gate = model.latent_usage()
+    closed = gate == 0
+    assert closed.tolist() == [False, False, True, False, True, True]
     data = Synthetic(latent_dim=3, data_dim=16, num_train=300, num_test=100, val_size=50)
     cb = HolesCallback(num_prior=200, num_reference=40, picture=False)
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[cb], default_root_dir=tmp_path)  # fmt: skip
     trainer.test(model, data, verbose=False)
-    assert cb.metric.last_prior is not None
-    assert cb.metric.last_prior.shape == (200, 3)  # the prior over the 3 open dimensions only
+    prior = cb.metric.last_prior
+    assert prior is not None and prior.shape == (200, 6)  # every dimension, gated
+    assert bool((prior[:, closed] == 0).all()) and bool((prior[:, ~closed] != 0).all())
+    model.eval()
+    with torch.no_grad():
+        codes = gated_posterior(*model.posterior(data.train_set.x), gate)[0]
+    expected, _, _ = hole_stats(
+        codes, None, num_prior=200, num_reference=40, prior_sample=prior_sampler(model, gate)
+    )
+    assert float(trainer.callback_metrics["test/holes"]) == pytest.approx(float(expected["holes"]))
+
+
+def test_a_closed_dimension_makes_no_holes_once_both_sides_are_gated() -> None:
+    """Codes that fill the prior in their open dimensions and sit at 5 in the closed ones: the
+    ungated codes leave the whole prior in holes, the gated ones none."""
+    gen = torch.Generator().manual_seed(0)
+    mu = torch.randn(2000, 4, generator=gen, dtype=torch.float64)
+    mu[:, 2] = 5.0  # what an encoder may still put in a dimension its decoder never reads
+    gate = torch.tensor([1.0, 1.0, 0.0, 1.0], dtype=torch.float64)
+
+    def prior(n: int, g: torch.Generator) -> torch.Tensor:
+        return torch.randn(n, 4, generator=g, dtype=torch.float64) * gate
+
+    ungated = hole_stats(mu, None, num_prior=2000, num_reference=2000)[0]
+    gated = hole_stats(gated_posterior(mu, None, gate)[0], None, 2000, 2000, prior_sample=prior)[0]
+    assert float(ungated["holes"]) > 0.99
+    assert float(gated["holes"]) < 0.01
+
+
+def test_gated_posterior_of_a_stochastic_encoder_is_exactly_zero_where_closed() -> None:
+    mu, logvar = torch.randn(5, 3), torch.zeros(5, 3)
+    gate = torch.tensor([1.0, 0.5, 0.0])
+    gmu, glogvar = gated_posterior(mu, logvar, gate)
+    assert glogvar is not None
+    torch.testing.assert_close(gmu, mu * gate)
+    torch.testing.assert_close(glogvar[:, :2], torch.log(gate[:2]).mul(2).expand(5, 2))
+    z = gmu + torch.randn(5, 3) * torch.exp(0.5 * glogvar)
+    assert bool((z[:, 2] == 0).all())
 
 
 def test_validate_always_evaluates_whatever_every_n_epochs(tiny_images, tmp_path: Path) -> None:
