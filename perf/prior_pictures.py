@@ -112,9 +112,10 @@ def main() -> None:
                   enable_progress_bar=False, enable_model_summary=False).fit(model, dm)  # fmt: skip
         model.eval()
         mu, logvar = encode(model, dm.train_set.x)
+        sampler = prior_sampler(model, model.latent_usage())
         stats, prior, holes = hole_stats(
             mu, logvar, num_prior=args.num_prior, num_reference=args.num_prior,
-            seed=args.seed, epsilon=args.epsilon, prior_sample=prior_sampler(model, model.latent_usage()),
+            seed=args.seed, epsilon=args.epsilon, prior_sample=sampler,
         )  # fmt: skip
         codes = encode(model, test_x)[0]
         print(f"{name}: holes {float(stats['holes']):.3f}, KL(q||p) "
