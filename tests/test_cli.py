@@ -123,9 +123,10 @@ def test_fit_ends_with_a_summary_of_what_it_measured(in_tmp: Path, capsys) -> No
     assert f"{last} (step 6, end of epoch 0)" in out
 
 
-def test_packaged_configs_are_found_by_name_outside_the_source_tree(tmp_path: Path) -> None:
+def test_packaged_configs_are_found_by_name_outside_the_source_tree(in_tmp: Path) -> None:
     from latentzoo.cli import CONFIGS_DIR, with_packaged_configs
 
+    tmp_path = in_tmp  # no configs/ folder here: the names must come from the package
     packaged = str(CONFIGS_DIR / "quickstart.yaml")
     for given in ("quickstart", "quickstart.yaml", "configs/quickstart.yaml"):
         assert with_packaged_configs(["fit", "--config", given]) == ["fit", "--config", packaged]
