@@ -40,6 +40,7 @@ from torch.optim import Optimizer
 from typing_extensions import override
 
 from latentzoo.zoo.base import AutoencoderModule
+from latentzoo.zoo.speed import select_kernel
 
 __all__ = ["OptimizerFactory", "Phase", "PhasedAutoencoder", "rmsprop", "step_uncounted"]
 
@@ -162,7 +163,7 @@ class PhasedAutoencoder(AutoencoderModule):
                 f"{type(self).__name__} updates its phases simultaneously, so each steps once a "
                 f"batch; got repeats {[p.repeats for p in phases]}"
             )
-        return [p.optimizer(p.params, p.lr) for p in phases]
+        return [select_kernel(p.optimizer(p.params, p.lr), self.speed.optimizer) for p in phases]
 
     @override
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
