@@ -77,6 +77,9 @@ class AutoencoderModule(L.LightningModule):
     """How the model runs (memory format, optimizer kernel, compilation), not what it computes:
     not a hyper-parameter, not in checkpoints; set ``model.speed = SpeedSettings(...)`` before
     fit (:mod:`latentzoo.zoo.speed`)."""
+    compiled_nets: ClassVar[tuple[str, ...]] = ("encoder", "decoder")
+    """The sub-modules ``speed.compile`` compiles; not a net trained through a double backward
+    (a gradient penalty), which ``torch.compile`` cannot differentiate twice."""
 
     def __init__(
         self,
@@ -278,7 +281,7 @@ class AutoencoderModule(L.LightningModule):
     def configure_model(self) -> None:
         """Apply :attr:`speed`; Lightning calls this before restoring a checkpoint's weights
         and building the optimizers, in every stage."""
-        speed_up(self, self.speed)
+        speed_up(self, self.speed, self.compiled_nets)
 
     @property
     def input_memory_format(self) -> torch.memory_format:

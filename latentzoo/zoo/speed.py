@@ -16,10 +16,12 @@ restores, or what the finite-loss guard sees:
   torch's choice: foreach on CUDA, a per-parameter loop on CPU. The choice is an option of the
   optimizer's parameter groups, so it is saved with the optimizer state and a resumed run keeps
   the kernel it was saved with (``torch.optim.Optimizer.load_state_dict`` restores the options).
-- ``compile``: ``torch.compile`` of each of the model's sub-networks in place
-  (``nn.Module.compile``: the state dict's keys stay as they are), with the given mode;
-  ``"reduce-overhead"`` records CUDA graphs where shapes are static (training batches are:
-  the loaders drop the last incomplete batch). The loss terms around the nets run eagerly.
+- ``compile``: ``torch.compile`` of the model's sub-networks named in its ``compiled_nets``
+  (encoder and decoder), in place (``nn.Module.compile``: the state dict's keys stay as they
+  are), with the given mode; ``"reduce-overhead"`` records CUDA graphs where shapes are static
+  (training batches are: the loaders drop the last incomplete batch). The loss terms around the
+  nets run eagerly, and so does a critic trained through a gradient penalty: AOT autograd
+  takes no double backward.
 
 A model reads its settings from its :attr:`~latentzoo.zoo.base.AutoencoderModule.speed` attribute
 when Lightning calls ``configure_model`` (before the weights of a resumed run are restored and
@@ -69,17 +71,17 @@ class SpeedSettings:
         return torch.preserve_format
 
 
-def speed_up(module: nn.Module, settings: SpeedSettings) -> None:
+def speed_up(module: nn.Module, settings: SpeedSettings, nets: Sequence[str] = ()) -> None:
     """Apply ``settings`` to ``module`` in place; idempotent, so safe to call once per stage.
 
     Parameters are converted through ``param.data`` (``nn.Module._apply``), so optimizers that
-    already hold them keep owning them.
+    already hold them keep owning them. ``nets`` names the sub-modules to compile.
     """
     if settings.channels_last:
         module.to(memory_format=torch.channels_last)
     if settings.compile != "off":
-        for child in module.children():
-            child.compile(mode=settings.compile)
+        for name in nets:
+            getattr(module, name).compile(mode=settings.compile)
 
 
 def select_kernel(optimizer: Optimizer, kernel: OptimizerKernel) -> Optimizer:
