@@ -12,19 +12,34 @@ convolutions and pools are fastest on CPU. Only rounding differs from the export
 The wiring is the TTUR graph's: 3x3 average pools that do not count padding in the A, C and first
 E blocks, a 3x3 max pool in the last E block, an 8x8 average pool to the 2048 features. Module
 names follow the export's, so its state dict maps onto this one name by name.
+
+:func:`cpu_runner` runs it one of three ways (``perf/inception_speed.py`` measures them):
+
+- ``"eager"``: these modules in channels-last; each oneDNN convolution adds its bias, then the
+  ReLU is a second pass over the activation.
+- ``"jit"``: traced, frozen and ``torch.jit.optimize_for_inference``'d: the weights prepacked
+  once in oneDNN's blocked layout and the activations kept in MKLDNN layout from convolution to
+  convolution (converted back around the pools and concatenations it has no kernel for).
+- ``"inductor"``: ``torch.compile`` with freezing: convolution, bias and ReLU one oneDNN call
+  with prepacked weights, the pools and concatenations generated C++. Compiled for one batch
+  size (about 35 s on 2 cores, once per process), so a shorter last batch is padded.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["PoolFeatures", "fold_batch_norm"]
+__all__ = ["CpuRunner", "PoolFeatures", "cpu_runner", "fold_batch_norm"]
 
 BN_EPS = 1e-3  # the export's batch_norm eps (TensorFlow's default for this graph)
 Size = int | tuple[int, int]
+CpuRunner = Literal["eager", "jit", "inductor"]
 
 
 class ConvReLU(nn.Conv2d):
@@ -201,3 +216,40 @@ def fold_batch_norm(export: dict[str, Tensor]) -> dict[str, Tensor]:
         folded[f"{name}.weight"] = (weight.double() * scale[:, None, None, None]).float()
         folded[f"{name}.bias"] = (export[f"{layer}.beta"] - export[f"{layer}.mean"] * scale).float()
     return folded
+
+
+def cpu_runner(net: PoolFeatures, how: CpuRunner, batch: int) -> Callable[[Tensor], Tensor]:
+    """``net`` made ready to run ``(b, 3, 299, 299)`` channels-last batches, ``b <= batch``, on
+    the CPU, as ``how`` says (see the module docstring); call it under ``torch.no_grad()``."""
+    net = net.to(memory_format=torch.channels_last).eval()
+    if how == "eager":
+        return net
+    example = torch.zeros(batch, 3, 299, 299).contiguous(memory_format=torch.channels_last)
+    run: Callable[[Tensor], Tensor]
+    if how == "jit":
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*torch.jit", FutureWarning)
+            traced = torch.jit.freeze(torch.jit.trace(net, example))
+            run = torch.jit.optimize_for_inference(traced)
+    else:
+        run = torch.compile(net, options={"freezing": True}, dynamic=False)
+    runs = [run]  # the compiled net, or the eager one if compiling it failed
+
+    def padded(x: Tensor) -> Tensor:
+        """The batch size the net was built for; a shorter batch is padded with zeros."""
+        n = len(x)
+        if n < batch:
+            x = torch.cat([x, x.new_zeros(batch - n, *x.shape[1:])])
+        x = x.contiguous(memory_format=torch.channels_last)
+        if len(runs) > 1:
+            return runs[-1](x)[:n]  # (n, 2048)
+        try:  # the first call compiles
+            out = run(x)
+        except Exception as err:  # no C++ compiler, say: the features do not depend on it
+            warnings.warn(f"the {how} Inception failed ({err}); running it eagerly", stacklevel=2)
+            runs.append(net)
+            return net(x)[:n]
+        runs.append(run)
+        return out[:n]
+
+    return padded
