@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from typing_extensions import Self
 
 from latentzoo.metrics.classifier import DomainClassifier
-from latentzoo.metrics.inception import CpuRunner, PoolFeatures, cpu_runner
+from latentzoo.metrics.inception import CpuRunner, PoolFeatures, cpu_runner, resize_by_matrices
 from latentzoo.registry import Registry, RegistryError, subclass_check
 
 __all__ = [
@@ -203,6 +203,9 @@ class InceptionFeatures(FeatureExtractor):
             ``"inductor"`` (``torch.compile``, fused conv+bias+ReLU; compiles once per process);
             see :mod:`latentzoo.metrics.inception`.
         cpu_batch: Images per forward of the CPU copy.
+        cpu_resize: The CPU path's TF1 resize: torch-fidelity's (``"tf1"``, bit-exact with
+            TensorFlow on CPU) or :func:`~latentzoo.metrics.inception.resize_by_matrices`
+            (``"matrices"``, the same up to float32 rounding).
     """
 
     num_features = 2048
@@ -214,6 +217,7 @@ class InceptionFeatures(FeatureExtractor):
         cpu_fast: bool = True,
         cpu_runner: CpuRunner = "eager",
         cpu_batch: int = CPU_BATCH,
+        cpu_resize: Literal["tf1", "matrices"] = "tf1",
     ) -> None:
         super().__init__(data_shape)
         if cpu_batch < 1:
@@ -221,6 +225,7 @@ class InceptionFeatures(FeatureExtractor):
         self.cpu_fast = cpu_fast
         self.cpu_runner: CpuRunner = cpu_runner
         self.cpu_batch = cpu_batch
+        self.cpu_resize = cpu_resize
         self._cpu_net: Callable[[Tensor], Tensor] | None = None
         if data_shape is not None and (len(data_shape) != 3 or data_shape[0] not in (1, 3)):
             raise ValueError(
@@ -294,8 +299,9 @@ class InceptionFeatures(FeatureExtractor):
         assert self._cpu_net is not None
         u8 = (x.float() * 255).round()  # (B, C, H, W) on the 8-bit grid, C = 1 or 3
         feats = []
+        resize = _resize_tf1 if self.cpu_resize == "tf1" else _resize_by_matrices
         for chunk in u8.split(self.cpu_batch):
-            y = (_resize_tf1(chunk) - 128) / 128  # (b, C, 299, 299) in [-1, 0.9921875]
+            y = (resize(chunk) - 128) / 128  # (b, C, 299, 299) in [-1, 0.9921875]
             y = y.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
             feats.append(self._cpu_net(y))  # (b, 2048)
         return torch.cat(feats)  # (B, 2048)
@@ -309,6 +315,10 @@ def _resize_tf1(x: Tensor) -> Tensor:
 
     size = (INCEPTION_SIZE, INCEPTION_SIZE)
     return interpolate_bilinear_2d_like_tensorflow1x(x, size=size, align_corners=False)
+
+
+def _resize_by_matrices(x: Tensor) -> Tensor:
+    return resize_by_matrices(x, INCEPTION_SIZE)
 
 
 @register_extractor(name="domain")

@@ -23,10 +23,14 @@ names follow the export's, so its state dict maps onto this one name by name.
 - ``"inductor"``: ``torch.compile`` with freezing: convolution, bias and ReLU one oneDNN call
   with prepacked weights, the pools and concatenations generated C++. Compiled for one batch
   size (about 35 s on 2 cores, once per process), so a shorter last batch is padded.
+
+:func:`resize_by_matrices` is TensorFlow 1.x's bilinear resize as two products with
+interpolation matrices in float64, a few MFLOP per image, in place of torch-fidelity's gathers.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
@@ -35,7 +39,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CpuRunner", "PoolFeatures", "cpu_runner", "fold_batch_norm"]
+__all__ = ["CpuRunner", "PoolFeatures", "cpu_runner", "fold_batch_norm", "resize_by_matrices"]
 
 BN_EPS = 1e-3  # the export's batch_norm eps (TensorFlow's default for this graph)
 Size = int | tuple[int, int]
@@ -253,3 +257,26 @@ def cpu_runner(net: PoolFeatures, how: CpuRunner, batch: int) -> Callable[[Tenso
         return out[:n]
 
     return padded
+
+
+@functools.lru_cache(maxsize=8)
+def _tf1_matrix(n_in: int, n_out: int) -> Tensor:
+    """(n_out, n_in) float64: row i mixes pixels floor(s) and floor(s) + 1, s = i * n_in / n_out
+    (TF1's source coordinate: no half-pixel centres, the last pixel repeated at the edge)."""
+    src = torch.arange(n_out, dtype=torch.float64) * (n_in / n_out)
+    lo = src.floor().long()
+    hi = (lo + 1).clamp_max(n_in - 1)
+    frac = src - lo
+    m = torch.zeros(n_out, n_in, dtype=torch.float64)
+    m[torch.arange(n_out), lo] += 1 - frac
+    m[torch.arange(n_out), hi] += frac
+    return m
+
+
+def resize_by_matrices(x: Tensor, size: int) -> Tensor:
+    """TF1 bilinear resize of ``(B, C, H, W)`` to ``(B, C, size, size)``, rows then columns, in
+    float64 and rounded once to ``x``'s dtype (torch-fidelity's float32 arithmetic agrees to
+    rounding)."""
+    rows = _tf1_matrix(x.shape[2], size).to(x.device)  # (size, H)
+    cols = _tf1_matrix(x.shape[3], size).to(x.device)  # (size, W)
+    return (rows @ x.double() @ cols.T).to(x.dtype)  # (B, C, size, size)
