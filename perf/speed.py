@@ -232,12 +232,14 @@ def measure_round(
     print(f"peak GFLOP/s {results['peak_gflops'][-1]}", flush=True)
     threads = torch.get_num_threads()
     for m in results["runs"]:
+        # Compiled code is shared by the runs of one model (its nets' graphs are the same) and
+        # dropped before the next model's: every net's forward counts against one code object's
+        # recompile limit (8), past which torch runs it eagerly without a word.
+        torch.compiler.reset()
         for v in variants:
             torch.set_num_threads(v.threads or threads)
             rec = results["runs"][m][v.name]
             for kind, run in (("latentzoo", run_latentzoo), ("plain", run_plain)):
-                if v.speed.compile != "off":
-                    torch.compiler.reset()  # each run compiles afresh, within the cache limit
                 out = attempt(partial(run, m, v, datas[v.batch_size], args), f"{m} {v.name} {kind}")
                 speed, loss = out or (float("nan"), float("nan"))
                 rec[kind].append(speed)
@@ -299,15 +301,16 @@ def main() -> None:
     for r in range(args.rounds):
         print(f"round {r + 1}/{args.rounds}", flush=True)
         measure_round(results, variants, datas, args)
-    results["table"] = summarize(results, variants)
+        results["table"] = summarize(results, variants)
+        if args.out:  # after every round: a run stopped by a time limit keeps the rounds done
+            with open(args.out, "w") as f:
+                json.dump(results, f, indent=1)
     print_table(results["table"], variants[0].name)
     peak = statistics.median(p["fp32"] for p in results["peak_gflops"])
     print(
         f"\nmedians over {args.rounds} rounds; fp32 peak {peak:,.0f} GFLOP/s ({args.peak_size}^3)"
     )
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=1)
         print(f"wrote {args.out}")
 
 
