@@ -22,7 +22,7 @@
 #
 # Each step has its own time limit, so the whole stays within 10 minutes; a step that fails or
 # runs out of time is reported in summary.txt and the next one still runs. SMOKE=1 runs every
-# step on the CPU in a minute or two, a few batches each, to check this script without a GPU.
+# step on the CPU in a few minutes, a few batches each, to check this script without a GPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 RESULTS=${1:-${OUT:-gpu_check_out}}

@@ -200,7 +200,7 @@ class InceptionFeatures(FeatureExtractor):
             network (``_forward_cpu``: same features up to rounding, 2x faster on 2 cores);
             ``False`` runs the export itself on CPU too, as on GPU (for comparisons).
         cpu_runner: How that copy runs: ``"eager"``, ``"jit"`` (frozen, MKLDNN layouts) or
-            ``"inductor"`` (``torch.compile``, fused conv+bias+ReLU; compiles once per process);
+            ``"inductor"`` (``torch.compile`` with freezing; compiles once per process);
             see :mod:`latentzoo.metrics.inception`.
         cpu_batch: Images per forward of the CPU copy.
         cpu_resize: The CPU path's TF1 resize: torch-fidelity's (``"tf1"``, bit-exact with

@@ -20,9 +20,11 @@ names follow the export's, so its state dict maps onto this one name by name.
 - ``"jit"``: traced, frozen and ``torch.jit.optimize_for_inference``'d: the weights prepacked
   once in oneDNN's blocked layout and the activations kept in MKLDNN layout from convolution to
   convolution (converted back around the pools and concatenations it has no kernel for).
-- ``"inductor"``: ``torch.compile`` with freezing: convolution, bias and ReLU one oneDNN call
-  with prepacked weights, the pools and concatenations generated C++. Compiled for one batch
-  size (about 35 s on 2 cores, once per process), so a shorter last batch is padded.
+- ``"inductor"``: ``torch.compile`` with freezing: the weights become constants, and the ReLUs,
+  pools and concatenations generated C++ kernels around the convolutions (where inductor's
+  oneDNN passes apply, they also prepack the weights and fuse each ReLU into its convolution; on
+  this project's 2-core CPU with torch 2.14 they did not). Compiled for one batch size (once per
+  process, tens of seconds on 2 cores), so a shorter last batch is padded.
 
 :func:`resize_by_matrices` is TensorFlow 1.x's bilinear resize as two products with
 interpolation matrices in float64, a few MFLOP per image, in place of torch-fidelity's gathers.
