@@ -5,6 +5,8 @@
   each dtype the runs may use.
 - :func:`step_flops`: FLOPs of one callable by the formulas of ``torch.utils.flop_counter``
   (matrix products and convolutions, forward and backward; elementwise work is not counted).
+- :class:`StepTimer` (a Lightning callback) and :func:`forever`: the timed part of a ``fit`` and
+  the training loader's batches epoch after epoch, for the plain loop.
 - :class:`RandomImages`: Fashion-MNIST's shape and sizes as uniform random ``uint8`` images held
   in memory, so no data file is needed (the nets' cost does not depend on the pixels).
 - :func:`plain_step`: one training batch of a zoo model without Lightning: the model's own loss
@@ -19,7 +21,9 @@ import contextlib
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from typing import Any
 
+import lightning as L
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
@@ -32,7 +36,9 @@ from latentzoo.zoo.phases import Phase, PhasedAutoencoder, _collect
 
 __all__ = [
     "RandomImages",
+    "StepTimer",
     "device_name",
+    "forever",
     "peak_gflops",
     "peaks",
     "plain_step",
@@ -119,6 +125,27 @@ def step_flops(step: Callable[[], object]) -> int:
     with FlopCount() as counter:
         step()
     return counter.total
+
+
+class StepTimer(L.Callback):
+    """Wall time of the batches after the warm-up, synchronized with the device at both ends."""
+
+    def __init__(self, warmup: int, steps: int) -> None:
+        self.warmup, self.steps, self.start, self.end = warmup, steps, 0.0, 0.0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
+        if trainer.global_step == self.warmup:
+            sync(pl_module.device)
+            self.start = time.perf_counter()
+        elif trainer.global_step == self.warmup + self.steps:
+            sync(pl_module.device)
+            self.end = time.perf_counter()
+
+
+def forever(data: RandomImages) -> Iterator[tuple[Tensor, Tensor]]:
+    """The training loader's batches, epoch after epoch."""
+    while True:
+        yield from data.train_dataloader()
 
 
 class RandomImages(InMemoryDataModule):

@@ -44,14 +44,22 @@ import tempfile
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import lightning as L
 import torch
-from measure import RandomImages, device_name, peaks, plain_step, step_flops, sync
-from torch import Tensor
+from measure import (
+    RandomImages,
+    StepTimer,
+    device_name,
+    forever,
+    peaks,
+    plain_step,
+    step_flops,
+    sync,
+)
 
 from latentzoo.callbacks import FiniteLossGuard, LastCheckpoint
 from latentzoo.datamodules.base import to_model_input
@@ -100,21 +108,6 @@ def build(name: str, variant: Variant, seed: int) -> AutoencoderModule:
     return model
 
 
-class StepTimer(L.Callback):
-    """Wall time of the batches after the warm-up, synchronized with the device at both ends."""
-
-    def __init__(self, warmup: int, steps: int) -> None:
-        self.warmup, self.steps, self.start, self.end = warmup, steps, 0.0, 0.0
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
-        if trainer.global_step == self.warmup:
-            sync(pl_module.device)
-            self.start = time.perf_counter()
-        elif trainer.global_step == self.warmup + self.steps:
-            sync(pl_module.device)
-            self.end = time.perf_counter()
-
-
 def run_latentzoo(
     name: str, v: Variant, data: RandomImages, args: argparse.Namespace
 ) -> tuple[float, float]:
@@ -159,12 +152,6 @@ def run_plain(
         loss = step(x)
     sync(device)
     return args.steps * v.batch_size / (time.perf_counter() - start), float(loss)
-
-
-def forever(data: RandomImages) -> Iterator[tuple[Tensor, Tensor]]:
-    """The training loader's batches, epoch after epoch."""
-    while True:
-        yield from data.train_dataloader()
 
 
 def count_flops(name: str, batch_size: int, seed: int) -> int:
