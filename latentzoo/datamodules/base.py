@@ -4,8 +4,9 @@ Every latentzoo data set is small enough to sit in memory as ``uint8`` images (C
 2.5 GB) or as float vectors. A batch is cut from those tensors in one indexing operation instead of
 ``batch_size`` calls to ``__getitem__`` and a collate, and images stay ``uint8`` until they are on
 the device, where :meth:`InMemoryDataModule.on_after_batch_transfer` turns them into floats in
-``[0, 1]``. That is what makes the data path several times faster than a per-sample PIL pipeline
-(``perf/throughput.py`` measures it).
+``[0, 1]``, laid out as the model asks (channels-last for a model whose
+:class:`~latentzoo.zoo.speed.SpeedSettings` say so). That is what makes the data path several
+times faster than a per-sample PIL pipeline (``perf/throughput.py`` measures it).
 
 A batch is always a pair ``(x, y)``: ``x`` is ``(B, C, H, W)`` images or ``(B, D)`` vectors and
 ``y`` the labels (class indices; for the synthetic set, the true latent code).
@@ -30,13 +31,18 @@ from latentzoo.datamodules.sampler import ResumableSampler
 __all__ = ["InMemoryDataModule", "TensorPairDataset", "to_model_input"]
 
 
-def to_model_input(x: Tensor) -> Tensor:
+def to_model_input(x: Tensor, memory_format: torch.memory_format = torch.preserve_format) -> Tensor:
     """Data as every model sees it: uint8 images become floats in [0, 1]; floats stay as they are.
 
     The one conversion rule of latentzoo, used by the datamodules on each batch and by the
     callbacks that read a split's tensors directly. Call it after moving ``x`` to its device.
+    ``memory_format`` lays 4-D batches out for the model (``torch.channels_last``: NHWC, in the
+    same pass as the conversion to float); other tensors keep their layout.
     """
-    return x.float().div_(255.0) if x.dtype == torch.uint8 else x  # (B, C, H, W) in [0, 1]
+    layout = memory_format if x.ndim == 4 else torch.preserve_format
+    if x.dtype == torch.uint8:
+        return x.to(torch.float32, memory_format=layout).div_(255.0)  # (B, C, H, W) in [0, 1]
+    return x if layout == torch.preserve_format else x.contiguous(memory_format=layout)
 
 
 class TensorPairDataset(Dataset[tuple[Tensor, Tensor]]):
@@ -243,5 +249,9 @@ class InMemoryDataModule(L.LightningDataModule, abc.ABC):
 
     @override
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Floats made on the device, in the layout the model asks for (its
+        ``input_memory_format``, as :class:`~latentzoo.zoo.AutoencoderModule` has; else as is)."""
         x, y = batch
-        return to_model_input(x), y  # made on the device
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        memory_format = getattr(model, "input_memory_format", torch.preserve_format)
+        return to_model_input(x, memory_format), y

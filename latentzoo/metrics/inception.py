@@ -12,19 +12,40 @@ convolutions and pools are fastest on CPU. Only rounding differs from the export
 The wiring is the TTUR graph's: 3x3 average pools that do not count padding in the A, C and first
 E blocks, a 3x3 max pool in the last E block, an 8x8 average pool to the 2048 features. Module
 names follow the export's, so its state dict maps onto this one name by name.
+
+:func:`cpu_runner` runs it one of three ways (``perf/inception_speed.py`` measures them):
+
+- ``"eager"``: these modules in channels-last; each oneDNN convolution adds its bias, then the
+  ReLU is a second pass over the activation.
+- ``"jit"``: traced, frozen and ``torch.jit.optimize_for_inference``'d: the weights prepacked
+  once in oneDNN's blocked layout and the activations kept in MKLDNN layout from convolution to
+  convolution (converted back around the pools and concatenations it has no kernel for).
+- ``"inductor"``: ``torch.compile`` with freezing: the weights become constants, and the ReLUs,
+  pools and concatenations generated C++ kernels around the convolutions (where inductor's
+  oneDNN passes apply, they also prepack the weights and fuse each ReLU into its convolution; on
+  this project's 2-core CPU with torch 2.14 they did not). Compiled for one batch size (once per
+  process, tens of seconds on 2 cores), so a shorter last batch is padded.
+
+:func:`resize_by_matrices` is TensorFlow 1.x's bilinear resize as two products with
+interpolation matrices in float64, a few MFLOP per image, in place of torch-fidelity's gathers.
 """
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["PoolFeatures", "fold_batch_norm"]
+__all__ = ["CpuRunner", "PoolFeatures", "cpu_runner", "fold_batch_norm", "resize_by_matrices"]
 
 BN_EPS = 1e-3  # the export's batch_norm eps (TensorFlow's default for this graph)
 Size = int | tuple[int, int]
+CpuRunner = Literal["eager", "jit", "inductor"]
 
 
 class ConvReLU(nn.Conv2d):
@@ -201,3 +222,63 @@ def fold_batch_norm(export: dict[str, Tensor]) -> dict[str, Tensor]:
         folded[f"{name}.weight"] = (weight.double() * scale[:, None, None, None]).float()
         folded[f"{name}.bias"] = (export[f"{layer}.beta"] - export[f"{layer}.mean"] * scale).float()
     return folded
+
+
+def cpu_runner(net: PoolFeatures, how: CpuRunner, batch: int) -> Callable[[Tensor], Tensor]:
+    """``net`` made ready to run ``(b, 3, 299, 299)`` channels-last batches, ``b <= batch``, on
+    the CPU, as ``how`` says (see the module docstring); call it under ``torch.no_grad()``."""
+    net = net.to(memory_format=torch.channels_last).eval()
+    if how == "eager":
+        return net
+    example = torch.zeros(batch, 3, 299, 299).contiguous(memory_format=torch.channels_last)
+    run: Callable[[Tensor], Tensor]
+    if how == "jit":
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*torch.jit", FutureWarning)
+            traced = torch.jit.freeze(torch.jit.trace(net, example))
+            run = torch.jit.optimize_for_inference(traced)
+    else:
+        run = torch.compile(net, options={"freezing": True}, dynamic=False)
+    runs = [run]  # the compiled net, or the eager one if compiling it failed
+
+    def padded(x: Tensor) -> Tensor:
+        """The batch size the net was built for; a shorter batch is padded with zeros."""
+        n = len(x)
+        if n < batch:
+            x = torch.cat([x, x.new_zeros(batch - n, *x.shape[1:])])
+        x = x.contiguous(memory_format=torch.channels_last)
+        if len(runs) > 1:
+            return runs[-1](x)[:n]  # (n, 2048)
+        try:  # the first call compiles
+            out = run(x)
+        except Exception as err:  # no C++ compiler, say: the features do not depend on it
+            warnings.warn(f"the {how} Inception failed ({err}); running it eagerly", stacklevel=2)
+            runs.append(net)
+            return net(x)[:n]
+        runs.append(run)
+        return out[:n]
+
+    return padded
+
+
+@functools.lru_cache(maxsize=8)
+def _tf1_matrix(n_in: int, n_out: int) -> Tensor:
+    """(n_out, n_in) float64: row i mixes pixels floor(s) and floor(s) + 1, s = i * n_in / n_out
+    (TF1's source coordinate: no half-pixel centres, the last pixel repeated at the edge)."""
+    src = torch.arange(n_out, dtype=torch.float64) * (n_in / n_out)
+    lo = src.floor().long()
+    hi = (lo + 1).clamp_max(n_in - 1)
+    frac = src - lo
+    m = torch.zeros(n_out, n_in, dtype=torch.float64)
+    m[torch.arange(n_out), lo] += 1 - frac
+    m[torch.arange(n_out), hi] += frac
+    return m
+
+
+def resize_by_matrices(x: Tensor, size: int) -> Tensor:
+    """TF1 bilinear resize of ``(B, C, H, W)`` to ``(B, C, size, size)``, rows then columns, in
+    float64 and rounded once to ``x``'s dtype (torch-fidelity's float32 arithmetic agrees to
+    rounding)."""
+    rows = _tf1_matrix(x.shape[2], size).to(x.device)  # (size, H)
+    cols = _tf1_matrix(x.shape[3], size).to(x.device)  # (size, W)
+    return (rows @ x.double() @ cols.T).to(x.dtype)  # (B, C, size, size)

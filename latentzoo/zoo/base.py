@@ -49,6 +49,7 @@ from latentzoo.zoo.checkpoints import (
 )
 from latentzoo.zoo.densities import LatentDensity, build_density
 from latentzoo.zoo.likelihoods import Likelihood
+from latentzoo.zoo.speed import SpeedSettings, select_kernel, speed_up
 
 __all__ = ["MODELS", "AutoencoderModule"]
 
@@ -72,6 +73,13 @@ class AutoencoderModule(L.LightningModule):
     encoder: nn.Module
     decoder: nn.Module
     prior: LatentDensity
+    speed: SpeedSettings = SpeedSettings()
+    """How the model runs (memory format, optimizer kernel, compilation), not what it computes:
+    not a hyper-parameter, not in checkpoints; set ``model.speed = SpeedSettings(...)`` before
+    fit (:mod:`latentzoo.zoo.speed`)."""
+    compiled_nets: ClassVar[tuple[str, ...]] = ("encoder", "decoder")
+    """The sub-modules ``speed.compile`` compiles; not a net trained through a double backward
+    (a gradient penalty), which ``torch.compile`` cannot differentiate twice."""
 
     def __init__(
         self,
@@ -266,7 +274,19 @@ class AutoencoderModule(L.LightningModule):
 
     @override
     def configure_optimizers(self) -> Any:
-        return torch.optim.Adam(self.parameters(), lr=self.lr)
+        return select_kernel(torch.optim.Adam(self.parameters(), lr=self.lr), self.speed.optimizer)
+
+    # -- how the model runs: :attr:`speed` (latentzoo.zoo.speed) --------------------------------
+    @override
+    def configure_model(self) -> None:
+        """Apply :attr:`speed`; Lightning calls this before restoring a checkpoint's weights
+        and building the optimizers, in every stage."""
+        speed_up(self, self.speed, self.compiled_nets)
+
+    @property
+    def input_memory_format(self) -> torch.memory_format:
+        """The layout the datamodules give this model's batches on the device."""
+        return self.speed.memory_format(self.data_shape)
 
     # -- multi-process training -------------------------------------------------------------------
     @override

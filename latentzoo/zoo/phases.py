@@ -48,6 +48,7 @@ from typing_extensions import override
 
 from latentzoo.zoo.base import AutoencoderModule
 from latentzoo.zoo.optimizers import rmsprop
+from latentzoo.zoo.speed import select_kernel
 
 __all__ = ["OptimizerFactory", "Phase", "PhasedAutoencoder", "rmsprop", "step_uncounted"]
 
@@ -186,7 +187,7 @@ class PhasedAutoencoder(AutoencoderModule):
                 f"{type(self).__name__}: a phase's step_if needs simultaneous = True (every "
                 f"gradient of the batch taken before its first step)"
             )
-        return [p.optimizer(p.params, p.lr) for p in phases]
+        return [select_kernel(p.optimizer(p.params, p.lr), self.speed.optimizer) for p in phases]
 
     @override
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
