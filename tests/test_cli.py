@@ -140,4 +140,4 @@ def test_packaged_configs_are_found_by_name_outside_the_source_tree(in_tmp: Path
     proc = run_python("-m", "latentzoo", "fit", "--config", "lmgae_synthetic", "--print_config",
                       cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "class_path: latentzoo.zoo.lmgae.LMGAE" in proc.stdout
+    assert "class_path: latentzoo.zoo.LMGAE" in proc.stdout  # the packaged file's model
