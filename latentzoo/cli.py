@@ -257,9 +257,10 @@ class EvaluatorCLI(LightningCLI):
         config = self.config[self.subcommand]
         save_path = config.save_path or f"evaluators/{type(self.datamodule).__name__}.ckpt"
         results = self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
+        acc = results[0]["test/acc"] if results else float("nan")
+        self.model.test_accuracy = float(acc)  # saved with it: results files quote it
         self.trainer.save_checkpoint(save_path)
         if self.trainer.is_global_zero:
-            acc = results[0]["test/acc"] if results else float("nan")
             print(f"domain evaluator: test accuracy {acc:.4f}; saved to {save_path}")
 
 

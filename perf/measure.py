@@ -224,10 +224,25 @@ def plain_step(
                         phase.after_step()
         return terms
 
+    calls = [0]  # batches taken: with fresh_batches, which step of the cycle this batch takes
+
     def phased(x: Tensor) -> Tensor:
         model.begin_batch(x)
         pairs = zip(model.phases(), optimizers, strict=True)
         active = [(p, o) for p, o in pairs if p.is_active()]
+        if model.fresh_batches:  # one step of the cycle per batch, as the engine takes them
+            cycle = [(p, o) for p, o in active for _ in range(p.repeats)]
+            phase, opt = cycle[calls[0] % len(cycle)]
+            calls[0] += 1
+            with only_these_require_grad(opt, optimizers):
+                with autocast():
+                    terms = phase.loss(x)
+                opt.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                opt.step()
+                if phase.after_step is not None:
+                    phase.after_step()
+            return terms["loss"].detach()
         simultaneous = model.simultaneous
         done = [(p, run_phase(x, p, o, step=not simultaneous)) for p, o in active]
         if simultaneous:  # every gradient first, then every step (VAE-GAN)

@@ -22,9 +22,9 @@ first variant; JSON with every round's numbers goes to ``--out``.
 
 A variant is ``NAME:SETTING,SETTING,...`` with settings ``channels_last``, ``optimizer=default|
 foreach|fused``, ``compile=off|default|reduce-overhead|max-autotune-no-cudagraphs``,
-``precision=32-true|bf16-mixed``, ``threads=N``, ``batch=N``; ``NAME:`` alone is today's step.
+``precision=32-true|bf16-mixed``, ``threads=N``, ``batch=N``; ``NAME:`` alone is the default step.
 
-    python perf/speed.py --steps 50 --rounds 3 --out speed.json     # today, channels_last, +fused
+    python perf/speed.py --steps 50 --rounds 3 --out speed.json     # before, channels_last, default
     python perf/speed.py --models VAE WAEGP --variant today: --variant cl:channels_last \\
         --variant cl_compiled:channels_last,compile=default
     python perf/speed.py --variant b128: --variant b256:batch=256 --variant t1:threads=1
@@ -67,9 +67,9 @@ from latentzoo.zoo import AutoencoderModule, create_model, list_models
 from latentzoo.zoo.speed import SpeedSettings, speed_up
 
 DEFAULT_VARIANTS = [
-    "today:",
-    "channels_last:channels_last",
-    "cl+fused:channels_last,optimizer=fused",
+    "before:channels_last=false,optimizer=default",  # the step before issue 17
+    "channels_last:channels_last=true,optimizer=default",
+    "default:",  # SpeedSettings(): channels_last and the fused (or foreach) optimizer kernels
 ]
 
 
@@ -98,7 +98,7 @@ def parse_variant(text: str, batch_size: int) -> Variant:
             other["threads" if key == "threads" else "batch_size"] = int(value)
         else:
             raise SystemExit(f"variant {text!r}: unknown setting {key!r}")
-    return Variant(name or "today", SpeedSettings(**speed), **other)
+    return Variant(name or "default", SpeedSettings(**speed), **other)
 
 
 def build(name: str, variant: Variant, seed: int) -> AutoencoderModule:
@@ -155,13 +155,18 @@ def run_plain(
 
 
 def count_flops(name: str, batch_size: int, seed: int) -> int:
-    """One eager fp32 step on the CPU (FLOPs do not depend on the device or the settings)."""
+    """One eager fp32 step on the CPU (FLOPs do not depend on the device or the settings); for
+    a model that takes one step of its cycle per batch (``fresh_batches``), a whole cycle's
+    FLOPs over its batches: the mean per batch."""
     model = build(name, Variant("count"), seed)
     optimizers = model.configure_optimizers()
     step = plain_step(model.train(), optimizers if isinstance(optimizers, list) else [optimizers],
                       contextlib.nullcontext)  # fmt: skip
     x = torch.rand(batch_size, 1, 28, 28)
-    return step_flops(lambda: step(x))
+    batches = 1
+    if getattr(model, "fresh_batches", False):
+        batches = sum(p.repeats for p in model.phases() if p.is_active())
+    return step_flops(lambda: [step(x) for _ in range(batches)]) // batches
 
 
 def attempt(fn: Callable[[], tuple[float, float]], label: str) -> tuple[float, float] | None:

@@ -74,7 +74,7 @@ def test_checkpoint_is_scored_on_its_run_data_and_agrees_with_a_recomputation(ru
     # The same numbers from the checkpoint's own samples (prior sampler, seed 0, batches of 100)
     model = VAE.load_from_checkpoint(ckpt, map_location="cpu")
     fake = torch.cat(list(generated_batches(model, 200, 100, seed=0, clamp=False)))  # (200, 128)
-    real = synthetic().train_set.x[:300]
+    real = synthetic().split_tensors("test")[0][:300]  # the reference split is test (issue 18)
     assert metrics["test/fid"] == pytest.approx(float(frechet_distance_between(real, fake)), 1e-4)
     precision, recall = precision_recall(real, fake.float())
     # logged as float32; one sample decided differently would move a value by 1/300 or 1/200
@@ -94,8 +94,8 @@ def test_a_checkpoint_without_its_run_needs_data(run: Path, tmp_path: Path) -> N
 
 
 def test_saved_samples_are_scored_against_the_split(tmp_path: Path) -> None:
-    real = synthetic().train_set.x[:300]
-    # 100 training points and 50 far off: precision is 2/3 (every point lies in its own ball)
+    real = synthetic().split_tensors("test")[0][:300]  # the reference split is test (issue 18)
+    # 100 test points and 50 far off: precision is 2/3 (every point lies in its own ball)
     samples = torch.cat([real[:100], real[100:150] + 50.0])  # (150, 128)
     torch.save(samples, tmp_path / "samples.pt")
     out = tmp_path / "results.json"

@@ -56,25 +56,61 @@ def _headline(suite: Suite, rows: list[Row]) -> list[str]:
     return cols + [n for n in MODEL_COLUMNS if n in names]
 
 
-def _cell(stats: tuple[float | None, float | None]) -> str:
+def _cell(stats: tuple[float | None, float | None], mark: str = "") -> str:
     mean, std = stats
     if mean is None:
         return "—"
-    return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
+    text = f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
+    return f"≈ {text}" if mark == "tie" else text
+
+
+SPREAD_LEGEND = (
+    "≈: a mean within one standard deviation over seeds (the larger of the two rows') of the "
+    "best mean of its column among the rows of its grid point, for the columns whose direction "
+    "is known: a difference from the best that the seeds do not resolve. `real data` is the "
+    "floor: the training split against the reference split, at the same N."
+)
+
+
+def _marks(suite: Suite, rows: list[Row], column: str) -> list[str]:
+    """ "best", "tie" or "" per row, for one column, among the model rows of each grid point."""
+    key = key_info().get(split_column(column, _extractors(suite))[0])
+    marks = [""] * len(rows)
+    if key is None or key.better is None:
+        return marks
+    sign = 1.0 if key.better == "lower" else -1.0
+    for point in dict.fromkeys(r.point for r in rows):
+        idx = [
+            i
+            for i, r in enumerate(rows)
+            if r.point == point and not r.floor and r.stats.get(column, (None, None))[0] is not None
+        ]
+        if len(idx) < 2:
+            continue
+        best = min(idx, key=lambda i: sign * rows[i].stats[column][0])  # type: ignore[operator]
+        best_mean, best_std = rows[best].stats[column]
+        marks[best] = "best"
+        for i in idx:
+            mean, std = rows[i].stats[column]
+            spread = max(std or 0.0, best_std or 0.0)
+            if i != best and spread > 0 and abs(mean - best_mean) <= spread:  # type: ignore[operator]
+                marks[i] = "tie"
+    return marks
 
 
 def _table(suite: Suite, rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     cols = _headline(suite, rows)
     head = ["model", *suite.grid_keys, "sampler", "seeds", *cols]
+    marks = {c: _marks(suite, rows, c) for c in cols}
     body = [
         [
             r.model,
             *(str(r.grid.get(k, "")) for k in suite.grid_keys),
             r.sampler,
-            str(len(r.cells)),
-            *(_cell(r.stats.get(c, (None, None))) for c in cols),
+            str(r.n_seeds),
+            *(_cell(r.stats.get(c, (None, None)), marks[c][i]) for c in cols),
         ]
-        for r in rows
+        for i, r in enumerate(rows)
     ]
     return head, body
 
@@ -154,6 +190,8 @@ def write_report(
         "|" + "---|" * len(head),
         *("| " + " | ".join(b) + " |" for b in body),
         "",
+        SPREAD_LEGEND,
+        "",
         "Every metric, with its std, is in `results.csv` / `results.json`.",
         "",
     ]
@@ -208,6 +246,7 @@ def _html(
         f"<p>{e(suite.description)}</p>",
         f"<ul>{info}</ul>",
         table,
+        f"<p>{e(SPREAD_LEGEND)}</p>",
         "<h2>Samples</h2><div class='row'>",
         *(_img(p, k) for k, p in figures.samples.items()),
         "</div>",
@@ -257,7 +296,7 @@ def log_wandb(
             r.model,
             *(str(r.grid.get(k, "")) for k in suite.grid_keys),
             r.sampler,
-            len(r.cells),
+            r.n_seeds,
             *(v for n in names for v in r.stats.get(n, (None, None))),
         ]
         for r in rows

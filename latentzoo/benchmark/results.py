@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from latentzoo.benchmark.cellfiles import CellFiles, read_json, write_json
+from latentzoo.benchmark.floor import FLOOR_MODEL, read_floor
 from latentzoo.benchmark.schema import Cell, Suite, spec_record
 
 __all__ = ["Row", "collect_rows", "grid_value", "suite_header", "write_results"]
@@ -27,6 +28,11 @@ class Row:
     sampler: str
     cells: list[Cell] = field(default_factory=list)  # the cells with scores
     stats: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    floor: bool = False  # the real-vs-real row of its grid point (benchmark.floor)
+
+    @property
+    def n_seeds(self) -> int:
+        return 1 if self.floor else len(self.cells)
 
     @property
     def label(self) -> str:
@@ -64,7 +70,26 @@ def collect_rows(suite: Suite, out: Path) -> list[Row]:
         metrics = [s["metrics"] for s in scores if s is not None]
         names = list(dict.fromkeys(k for m in metrics for k in m))
         row.stats = {k: _mean_std([m.get(k) for m in metrics]) for k in names}
-    return list(rows.values())
+    return _floor_rows(suite, out) + list(rows.values())
+
+
+def _floor_rows(suite: Suite, out: Path) -> list[Row]:
+    """The real-vs-real row of each grid point whose floor was measured, first."""
+    rows, seen = [], set()
+    for cell in suite.cells:
+        if cell.point in seen:
+            continue
+        seen.add(cell.point)
+        values = read_floor(out, cell)
+        if values is None:
+            continue
+        grid = {k: grid_value(v) for k, v in cell.grid.items()}
+        stats: dict[str, tuple[float | None, float | None]] = {
+            k: (v, None) for k, v in values.items()
+        }
+        vs = f"train vs {cell.metrics.split}"
+        rows.append(Row(FLOOR_MODEL, cell.point, grid, vs, stats=stats, floor=True))
+    return rows
 
 
 def suite_header(suite: Suite) -> dict[str, Any]:
@@ -106,7 +131,7 @@ def write_results(suite: Suite, rows: list[Row], out: Path, failed: list[str]) -
             ("" if v is None else f"{v:.6g}") for n in names for v in r.stats.get(n, (None, None))
         ]
         grid = [r.grid.get(k, "") for k in grid_keys]
-        writer.writerow([r.model, r.point, *grid, r.sampler, len(r.cells), *stats])
+        writer.writerow([r.model, r.point, *grid, r.sampler, r.n_seeds, *stats])
     (out / "results.csv").write_text(buf.getvalue())
     write_json(
         out / "results.json",
@@ -119,7 +144,7 @@ def write_results(suite: Suite, rows: list[Row], out: Path, failed: list[str]) -
                     "point": r.point,
                     "grid": r.grid,
                     "sampler": r.sampler,
-                    "n_seeds": len(r.cells),
+                    "n_seeds": r.n_seeds,
                     "cells": [c.name for c in r.cells],
                     "metrics": {k: {"mean": m, "std": s} for k, (m, s) in r.stats.items()},
                 }

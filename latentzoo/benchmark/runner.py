@@ -20,6 +20,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from latentzoo.benchmark.cellfiles import CellFiles, write_json
+from latentzoo.benchmark.floor import measure_floors
 from latentzoo.benchmark.schema import EVALUATOR_PENDING, Cell, Suite, spec_record
 from latentzoo.datamodules import DATAMODULES
 from latentzoo.evaluation import evaluate, load_model
@@ -156,7 +157,25 @@ def run_cells(suite: Suite, cells: list[Cell], out: Path, options: RunOptions) -
         outcomes.append(outcome)
         took = f" in {outcome.wall_s:.0f} s" if outcome.wall_s else ""
         tqdm.write(f"{cell.name}: {outcome.action}{took}{outcome.detail}")
+    scored = [o.cell for o in outcomes if "scored" in o.action]
+    measure_floors(
+        suite,
+        scored,
+        out,
+        lambda data: _evaluator(suite, data, out, options, evaluators),
+        options.accelerator,
+    )
     return outcomes
+
+
+def _evaluator(
+    suite: Suite, data: dict, out: Path, options: RunOptions, evaluators: dict[str, Path]
+) -> Path:
+    """The domain evaluator of a data spec, trained once per run (and once per OUT)."""
+    key = data["class_path"]
+    if key not in evaluators:
+        evaluators[key] = ensure_evaluator(suite, data, out, options.accelerator)
+    return evaluators[key]
 
 
 def _run_cell(
@@ -179,11 +198,7 @@ def _run_cell(
         files.record_trained(None, False, "last.ckpt at the budget (trained elsewhere)")
     evaluator = None
     if files.cell.metrics.evaluator == EVALUATOR_PENDING:
-        data = files.cell.fit["data"]
-        key = data["class_path"]
-        if key not in evaluators:
-            evaluators[key] = ensure_evaluator(suite, data, files.out, options.accelerator)
-        evaluator = evaluators[key]
+        evaluator = _evaluator(suite, files.cell.fit["data"], files.out, options, evaluators)
     start = time.perf_counter()
     score_cell(files, suite, evaluator, options)
     return Outcome(

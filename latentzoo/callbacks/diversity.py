@@ -2,7 +2,8 @@
 
 See :mod:`latentzoo.metrics.diversity` for the quantities. Logged (``stage`` is ``val``/``test``):
 ``stage/h2`` (collision entropy of the predicted-class histogram; its maximum log K is in the
-docs), ``stage/classes_covered``, ``stage/distance_bound`` (log(4 pi H2) / sqrt(2 H2)) and:
+docs), ``stage/classes_covered``, ``stage/distance_bound`` (log(4 pi H2) / sqrt(2 H2); NaN, "n/a"
+in reports, unless the samples decode draws of N(0, I), which its derivation assumes) and:
 
 - with ``class_radius_samples > 0``, ``stage/class_radius``: the mean over draws z of the model's
   prior of the distance to the nearest latent point decoded into another class
@@ -31,9 +32,16 @@ from latentzoo.callbacks.base import PeriodicEvaluation, Stage
 from latentzoo.metrics.diversity import ClassDiversity, class_radius, nearest_other_class_distance
 from latentzoo.metrics.extractors import DomainFeatures
 from latentzoo.metrics.registry import EvaluationContext, MetricKey, register_model_metric
-from latentzoo.zoo import AutoencoderModule
+from latentzoo.zoo import AutoencoderModule, StandardNormal
 
-__all__ = ["DiversityCallback"]
+__all__ = ["DiversityCallback", "class_radius_metric", "samples_from_standard_normal"]
+
+
+def samples_from_standard_normal(model: AutoencoderModule) -> bool:
+    """Whether ``model.sample`` decodes draws of N(0, I): the attached sampler, else the model's
+    generative prior, is a :class:`~latentzoo.zoo.StandardNormal`."""
+    density = model.latent_sampler or model.generative_prior()
+    return isinstance(density, StandardNormal)
 
 
 @register_model_metric(
@@ -128,6 +136,8 @@ class DiversityCallback(PeriodicEvaluation):
             stats = self.metric.compute()  # collective: sums the counts over ranks
             self.metric.reset()
             out |= {k: v for k, v in stats.items() if k not in ("histogram", "h2_max")}
+            if not samples_from_standard_normal(model):
+                out["distance_bound"] = float("nan")  # its derivation assumes z ~ N(0, I)
         if self.latent_distance_samples:
             out["latent_distance"] = self._latent_distance(model)
         if self.class_radius_samples:

@@ -180,10 +180,17 @@ class FIDCallback(PeriodicEvaluation):
 
     @rank_zero_only
     def _log_source(self, trainer: L.Trainer) -> None:
+        """The protocol of this callback's numbers, as the run's hyper-parameters."""
+        protocol = {
+            f"fid{self.key_suffix}_extractor": self.extractor.source if self.extractor else "",
+            f"fid{self.key_suffix}_features": self.extractor.protocol if self.extractor else "",
+            f"fid{self.key_suffix}_reference_split": self.real_split,
+            f"fid{self.key_suffix}_num_real": self.num_real,
+            f"fid{self.key_suffix}_num_samples": self.num_samples,
+            f"fid{self.key_suffix}_seed": self.seed,
+        }
         for logger in trainer.loggers:
-            logger.log_hyperparams(
-                {"fid_extractor": self.extractor.source if self.extractor else ""}
-            )
+            logger.log_hyperparams(protocol)
 
     @override
     def evaluate(

@@ -91,6 +91,9 @@ def evaluate(
             first = {c: v for c, v in values.items() if _of_the_model(c, spec)}
         results.rows[sampler] = {**values, **first}
         results.sources |= {cb.extractor_name: _source(cb) for cb in fid}
+        results.conventions |= {
+            cb.extractor_name: cb.extractor.protocol for cb in fid if cb.extractor is not None
+        }
     holes = None if pictures is None else pictures / "holes.png"
     if holes is not None and holes.is_file():
         results.pictures["holes"] = holes
@@ -203,6 +206,7 @@ def score_samples(
         values = metrics.compute(real.to(device), fake)
         row |= {f"{k}_{name}": float(v) for k, v in values.items()}
         results.sources[name] = extractor.source
+        results.conventions[name] = extractor.protocol
     results.rows["samples"] = row
     return results
 

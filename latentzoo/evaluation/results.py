@@ -46,6 +46,8 @@ class Results:
         pictures: ``samples_<sampler>`` and ``holes`` -> the PNG file, when an output folder
             was given.
         sources: Extractor name -> what its features were computed with (weights' identity).
+        conventions: Extractor name -> its convention in words (layer, resize, the domain
+            evaluator's test accuracy).
         num_real: The real samples actually compared (``spec.num_real``, or fewer when the
             split holds fewer).
     """
@@ -54,6 +56,7 @@ class Results:
     rows: dict[str, dict[str, float]] = field(default_factory=dict)
     pictures: dict[str, Path] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    conventions: dict[str, str] = field(default_factory=dict)
     num_real: int | None = None
 
     @property
@@ -80,7 +83,10 @@ class Results:
         spec = self.spec
         return {
             "samplers": spec.samplers,
-            "extractors": {e: self.sources.get(e, e) for e in spec.extractors},
+            "extractors": {
+                e: {"source": self.sources.get(e, e), "convention": self.conventions.get(e, "")}
+                for e in spec.extractors
+            },
             "num_samples": spec.num_samples,
             "num_real": self.num_real if self.num_real is not None else spec.num_real,
             "reference_split": spec.split,

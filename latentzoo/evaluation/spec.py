@@ -44,7 +44,8 @@ class EvaluationSpec:
             20}}``).
         num_samples: Generated samples (and prior draws and codes of the holes metric).
         num_real: Real samples of ``split`` the samples are compared with (all if fewer).
-        split: The reference split.
+        split: The reference split: ``test`` (held out from training), for every evaluation
+            and suite; the training-time callbacks name theirs in the run's hyper-parameters.
         seed: Seeds the samples, the fitted samplers and every random choice of the metrics.
         batch_size: Samples per generation and feature-extraction batch.
         evaluator: The domain classifier's checkpoint (``latentzoo evaluator fit``), for the
@@ -61,7 +62,7 @@ class EvaluationSpec:
     sampler_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     num_samples: int = 10_000
     num_real: int = 10_000
-    split: Split = "train"
+    split: Split = "test"
     seed: int = 0
     batch_size: int = 250
     evaluator: str | None = None

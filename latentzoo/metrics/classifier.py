@@ -54,6 +54,9 @@ class DomainClassifier(L.LightningModule):
         self.lr = lr
         self.body = nets.build_encoder(self.data_shape, feature_dim, width)
         self.head = nn.Sequential(nn.LeakyReLU(0.2), nn.Linear(feature_dim, num_classes))
+        # Its accuracy on the test split, measured after fit (``latentzoo evaluator fit``) and
+        # kept in the checkpoint: it bounds what its FID and diversity can see.
+        self.test_accuracy: float | None = None
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate features, (B, feature_dim)."""
@@ -106,3 +109,11 @@ class DomainClassifier(L.LightningModule):
     @override
     def configure_optimizers(self) -> Any:
         return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["test_accuracy"] = self.test_accuracy
+
+    @override
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.test_accuracy = checkpoint.get("test_accuracy")

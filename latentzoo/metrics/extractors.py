@@ -77,10 +77,12 @@ class FeatureExtractor(nn.Module):
     Attributes:
         num_features: Feature dimension (read by torchmetrics).
         source: What the features were computed with, for the run's logs and the cache key.
+        protocol: The convention in words (network, layer, preprocessing), for results files.
     """
 
     num_features: int
     source: str
+    protocol: str = ""
 
     def __init__(self, data_shape: tuple[int, ...] | None = None) -> None:
         super().__init__()
@@ -134,6 +136,7 @@ class PixelFeatures(FeatureExtractor):
         super().__init__(data_shape)
         self.num_features = math.prod(data_shape)
         self.source = f"pixels{list(data_shape)}"
+        self.protocol = f"the data's {self.num_features} values, flattened"
 
     def forward(self, x: Tensor) -> Tensor:
         if tuple(x.shape[1:]) != self.data_shape:
@@ -235,6 +238,11 @@ class InceptionFeatures(FeatureExtractor):
         kind, path = find_inception(weights_path)
         stat = path.stat()
         self.source = f"inception:{kind}:{path}:{stat.st_size}:{int(stat.st_mtime)}"
+        self.protocol = (
+            "pool3 (2048-d) of inception-2015-12-05 (the TTUR network), 8-bit images, grey "
+            "repeated to RGB, TF1 bilinear resize to 299x299 without antialiasing (TTUR, "
+            f"torch-fidelity), scaled to [-1, 0.992]; weights: {kind} ({path.name})"
+        )
         self.kind = kind
         self.net: nn.Module
         if kind == "fid_helper":
@@ -349,6 +357,12 @@ class DomainFeatures(FeatureExtractor):
         self.num_features = int(self.net.hparams["feature_dim"])
         self.num_classes = self.net.num_classes
         self.source = f"domain:{path.resolve()}:{int(path.stat().st_mtime)}"
+        self.accuracy = self.net.test_accuracy
+        acc = "not recorded" if self.accuracy is None else f"{self.accuracy:.4f}"
+        self.protocol = (
+            f"penultimate layer ({self.num_features}-d) of the domain evaluator {path.name}, "
+            f"a {self.num_classes}-class classifier of test accuracy {acc}"
+        )
 
     @classmethod
     def for_data(

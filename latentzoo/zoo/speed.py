@@ -46,7 +46,13 @@ CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune-no-cuda
 
 @dataclass(frozen=True)
 class SpeedSettings:
-    """The ways a model's training step may run; each default is today's eager step.
+    """The ways a model's training step may run.
+
+    The defaults are the settings that measured faster on a 2-core CPU (``perf/speed.py``, the
+    table in docs/benchmarks.md: 1.07-1.21x the images/s of the eager NCHW step with torch's
+    default optimizer loop for the conv models), at equal numerics; ``compile`` measured no gain
+    there and stays off. ``SpeedSettings(channels_last=False, optimizer="default")`` is the step
+    as it was.
 
     Attributes:
         channels_last: Run the conv nets and image batches in NHWC memory order.
@@ -54,8 +60,8 @@ class SpeedSettings:
         compile: ``torch.compile`` mode of the sub-networks, or ``"off"``.
     """
 
-    channels_last: bool = False
-    optimizer: OptimizerKernel = "default"
+    channels_last: bool = True
+    optimizer: OptimizerKernel = "fused"
     compile: CompileMode = "off"
 
     def __post_init__(self) -> None:
@@ -87,15 +93,18 @@ def speed_up(module: nn.Module, settings: SpeedSettings, nets: Sequence[str] = (
 def select_kernel(optimizer: Optimizer, kernel: OptimizerKernel) -> Optimizer:
     """Make ``optimizer`` step with torch's ``kernel``; returns it for chaining.
 
-    ``"fused"`` falls back to ``"foreach"`` for an optimizer class without a fused kernel, and an
-    optimizer with neither option (not from ``torch.optim``) is left as it is. Set before the
-    first step: the options live in the parameter groups (as a learning rate does), and Adam,
-    AdamW and RMSprop read them on every step.
+    ``"fused"`` leaves an optimizer class without a fused kernel (RMSprop) at torch's default:
+    its foreach kernel measured slower for the WAE-GP / LMGAE critics on a 2-core CPU
+    (``perf/speed.py``); an optimizer with neither option (not from ``torch.optim``) is left as
+    it is. Set before the first step: the options live in the parameter groups (as a learning
+    rate does), and Adam, AdamW and RMSprop read them on every step.
     """
     if kernel == "default":
         return optimizer
     options = optimizer.defaults
     use_fused = kernel == "fused" and "fused" in options
+    if kernel == "fused" and not use_fused:
+        return optimizer
     if not use_fused and "foreach" not in options:
         return optimizer
     for group in optimizer.param_groups:

@@ -51,6 +51,7 @@ from latentzoo.zoo.optimizers import OPTIMIZERS
 from latentzoo.zoo.phases import Phase, PhasedAutoencoder
 from latentzoo.zoo.recipes import LegacyRecipes, Recipe, with_overrides
 from latentzoo.zoo.registry import register_model
+from latentzoo.zoo.speed import SpeedSettings
 
 __all__ = ["WAEGP", "gradient_penalty"]
 
@@ -96,6 +97,10 @@ class WAEGP(LegacyRecipes, PhasedAutoencoder):
         prior: The critic's target p(z), a fixed :class:`~latentzoo.zoo.densities.LatentDensity`
             (None: N(0, I)); its parameters, if any, are not trained.
     """
+
+    # Measured slower in NHWC on a 2-core CPU (perf/speed.py: 0.72-0.95x; the 4 x 1024 critic
+    # dominates the step and gains nothing): the NCHW step, fused kernels where there are.
+    speed = SpeedSettings(channels_last=False, optimizer="fused")
 
     legacy_hparams: ClassVar[Mapping[str, Any]] = {"recipe": "latentzoo", "update": "folded"}
     constants: WAEGPRecipe

@@ -14,6 +14,7 @@ from benchmark.tiny import TINY_SUITE
 
 from latentzoo.benchmark.cellfiles import CellFiles, write_json
 from latentzoo.benchmark.command import assemble
+from latentzoo.benchmark.floor import floor_path
 from latentzoo.benchmark.suite import parse_suite
 from latentzoo.callbacks.log_media import save_png
 
@@ -147,3 +148,23 @@ def test_grid_plots_each_metric_against_each_numeric_grid_key(tmp_path) -> None:
         "figures/plot_fid_pixels_vs_model-init_args-latent_dim.png"
         in (tmp_path / "report.md").read_text()
     )
+
+
+def test_the_floor_row_comes_first_and_ties_with_the_best_are_marked(tmp_path) -> None:
+    suite = scored_suite(tmp_path)
+    cell = suite.cells[0]
+    write_json(floor_path(tmp_path, cell), {"metrics": {"fid_pixels": 0.5, "kid_pixels": 0.0}})
+    assemble(suite, tmp_path, None)
+    lines = [ln for ln in (tmp_path / "results.csv").read_text().splitlines() if ln[:1] != "#"]
+    first = next(csv.DictReader(lines))
+    assert (first["model"], first["sampler"], first["n_seeds"]) == (
+        "real data",
+        "train vs test",
+        "1",
+    )
+    assert float(first["fid_pixels_mean"]) == 0.5 and first["fid_pixels_std"] == ""
+    md = (tmp_path / "report.md").read_text()
+    # FID, lower is better: VAE prior (3 +- 2.6) is the best model row; VAE gmm (4 +- 0) lies
+    # within its spread, WAE gmm (8.5 +- 1) does not; the floor is never a candidate.
+    assert "| VAE | gmm | 3 | ≈ 4 ± 0 |" in md and "| WAE | gmm | 3 | 8.5 ± 1 |" in md
+    assert "| real data | train vs test | 1 | 0.5 |" in md

@@ -19,6 +19,7 @@ from latentzoo.zoo import LMGAE, VAE, VAEGAN, WAEGP, AutoencoderModule, TwoStage
 from latentzoo.zoo.speed import SpeedSettings
 
 ALL_ON = SpeedSettings(channels_last=True, optimizer="fused")
+BEFORE = SpeedSettings(channels_last=False, optimizer="default")  # the step before issue 17
 FIXTURES = Path(__file__).with_name("fixtures")
 OLD = {"waegp": WAEGP, "lmgae": LMGAE, "vaegan": VAEGAN, "two_stage_vae": TwoStageVAE}
 STEPS = 6  # 64 training samples in batches of 16: 4 a epoch, so the run crosses an epoch end
@@ -69,7 +70,7 @@ def test_a_crashed_run_resumes_to_the_uninterrupted_weights_with_the_switches_on
 
 def test_todays_checkpoint_resumes_with_the_switches_on_and_back(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="simulated crash"):
-        fit(build(VAE), tmp_path / "today", SpeedSettings(), CrashAtStep(3))
+        fit(build(VAE), tmp_path / "today", BEFORE, CrashAtStep(3))
     saved = load(tmp_path / "today" / "last.ckpt")
 
     class Restored(L.Callback):
