@@ -197,14 +197,8 @@ def matches(token: str, values: list[float]) -> bool:
     mantissa = text.lower().split("e")[0]
     decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
     exponent = int(text.lower().split("e")[1]) if "e" in text.lower() else 0
-    half_unit = 0.5 * 10 ** (exponent - decimals)
-    digits = len(mantissa.replace("-", "").replace(".", "").lstrip("0")) or 1
-    relative = 0.5 * 10 ** (1 - digits)  # a .4g-style print of a large number
-    return any(
-        abs(x - v) <= half_unit * 1.0001 + 1e-12 or (x and abs(x - v) <= abs(x) * relative)
-        for v in values
-        if math.isfinite(v)
-    )
+    half_unit = 0.5 * 10 ** (exponent - decimals)  # of the last printed digit
+    return any(abs(x - v) <= half_unit * 1.0001 + 1e-12 for v in values if math.isfinite(v))
 
 
 def cited_blocks(doc: Path) -> Iterator[tuple[Path, list[str]]]:

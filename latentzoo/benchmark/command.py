@@ -13,6 +13,7 @@ A killed run, run again, skips the cells it scored and resumes the one it was tr
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import logging
 import sys
 from collections.abc import Sequence
@@ -23,11 +24,13 @@ from jsonargparse import ArgumentParser, Namespace
 
 from latentzoo.benchmark.cellfiles import CellFiles, read_json
 from latentzoo.benchmark.lock import FolderLockedError, hold
-from latentzoo.benchmark.report import Figures, grid_plots, log_wandb, write_report
+from latentzoo.benchmark.plots import grid_plots
+from latentzoo.benchmark.report import Figures, log_wandb, write_report
 from latentzoo.benchmark.results import collect_rows, write_results
 from latentzoo.benchmark.runner import RunOptions, run_cells
 from latentzoo.benchmark.schema import Cell, Suite, SuiteError
 from latentzoo.benchmark.suite import builtin_suites, load_suite
+from latentzoo.datamodules import DATAMODULES
 from latentzoo.metrics.extractors import MissingWeightsError, find_inception
 
 __all__ = ["benchmark_command", "build_parser"]
@@ -56,6 +59,11 @@ def build_parser() -> ArgumentParser:
         action="store_true",
         help="Train nothing: score the cells trained elsewhere and report",
     )
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help="Let the cells download their data set where it can (MNIST, Fashion-MNIST, CIFAR-10)",
+    )
     parser.add_argument("--accelerator", type=Literal["auto", "cpu", "gpu"], default="auto")
     parser.add_argument("--inception_weights", type=str | None, default=None)
     parser.add_argument(
@@ -77,11 +85,20 @@ def _fail(message: str) -> None:
     raise SystemExit(USAGE_ERROR)
 
 
+def time_of(suite: Suite) -> str:
+    """The suite's measured wall time and what it ran on, or its estimate, said as such."""
+    if suite.measured:
+        m = suite.measured
+        when = f", {m['date']}" if m.get("date") else ""
+        return f"measured {m['wall_time']} on {m['on']}{when}"
+    return f"not measured yet (estimate: {suite.expected_time})"
+
+
 def list_builtin() -> None:
     for name, path in sorted(builtin_suites().items()):
         suite = load_suite(str(path))
-        print(f"{name:<12} {len(suite.cells):>4} cells  {suite.expected_time}")
-        print(f"{'':<12} {suite.description}")
+        print(f"{name:<14} {len(suite.cells):>4} cells  {time_of(suite)}")
+        print(f"{'':<14} {suite.description}")
 
 
 def write_configs(suite: Suite, cells: list[Cell], out: Path, progress_bar: bool) -> None:
@@ -101,7 +118,7 @@ def fit_command(files: CellFiles) -> str:
 
 
 def list_cells(suite: Suite, cells: list[Cell], out: Path) -> None:
-    print(f"{suite.name}: {len(cells)} cells, expected time {suite.expected_time}; out {out}")
+    print(f"{suite.name}: {len(cells)} cells, {time_of(suite)}; out {out}")
     for cell in cells:
         print(f"  {cell.name:<40} {CellFiles(cell, out).status(suite.samplers)}")
 
@@ -141,6 +158,15 @@ def assemble(
     return failed, missing
 
 
+def allow_download(suite: Suite) -> None:
+    """Every cell's data set downloads what it misses, where its class can (``download``)."""
+    for cell in suite.cells:
+        data = cell.fit["data"]
+        cls = DATAMODULES.resolve(data["class_path"])
+        if "download" in inspect.signature(cls).parameters:
+            data["init_args"]["download"] = True
+
+
 def benchmark_command(argv: Sequence[str]) -> None:
     """``latentzoo benchmark ...``; see the module docstring."""
     args = build_parser().parse_args(list(argv))
@@ -153,6 +179,8 @@ def benchmark_command(argv: Sequence[str]) -> None:
     except SuiteError as err:
         _fail(f"{args.suite}: {err}")
     out = Path(args.out or f"runs/benchmarks/{suite.name}")
+    if args.download:
+        allow_download(suite)
     cells = [c for c in suite.cells if fnmatch.fnmatchcase(c.name, args.cells)]
     if not cells:
         _fail(f"--cells {args.cells!r} matches none of {', '.join(c.name for c in suite.cells)}")

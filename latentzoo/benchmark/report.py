@@ -16,10 +16,9 @@ from latentzoo.benchmark.schema import Suite
 from latentzoo.evaluation.results import split_column
 from latentzoo.metrics.registry import key_info
 
-__all__ = ["Figures", "grid_plots", "log_wandb", "write_report"]
+__all__ = ["Figures", "log_wandb", "write_report"]
 
-# The model's own loss closes the report's table after the registered metrics' keys.
-MODEL_COLUMNS = ("loss",)
+ARROW = {"lower": " ↓", "higher": " ↑", None: ""}
 
 
 class Figures:
@@ -30,6 +29,9 @@ class Figures:
         self.holes: dict[str, Path] = {}
         folder = out / "figures"
         folder.mkdir(parents=True, exist_ok=True)
+        for stale in [*folder.glob("*_samples.png"), *folder.glob("*_holes.png"),
+                      *folder.glob("plot_*.png")]:  # fmt: skip
+            stale.unlink()  # a picture of a cell no longer in the table must not stay
         for row in rows:
             if not row.cells:
                 continue
@@ -49,11 +51,44 @@ def _extractors(suite: Suite) -> list[str]:  # every cell's, in order
 
 
 def _headline(suite: Suite, rows: list[Row]) -> list[str]:
-    """The table's columns: every registered key's, in the registry's order, then the loss."""
+    """The table's columns, in the registry's order: the keys with a direction (lower or higher
+    is better) and the plotted ones; every other number is in ``results.csv``."""
     names, extractors = metric_names(rows), _extractors(suite)
     keyed = {n: split_column(n, extractors)[0] for n in names}
-    cols = [n for key in key_info() for n in names if keyed[n] == key]
-    return cols + [n for n in MODEL_COLUMNS if n in names]
+    declared = key_info()
+    shown = [k for k, info in declared.items() if info.better is not None or info.plotted]
+    return [n for key in shown for n in names if keyed[n] == key]
+
+
+def _header(suite: Suite, column: str) -> str:
+    """A column's short name in words: ``FID ↓ (domain)``."""
+    key, extractor = split_column(column, _extractors(suite))
+    info = key_info().get(key)
+    if info is None:
+        return column
+    text = (info.label or key) + ARROW[info.better]
+    return f"{text} ({extractor})" if extractor else text
+
+
+def column_legend(suite: Suite, columns: list[str]) -> list[str]:
+    """One line per column: its words, features, sample counts and direction."""
+    spec = suite.metrics
+    lines = []
+    for column in columns:
+        key, extractor = split_column(column, _extractors(suite))
+        info = key_info().get(key)
+        if info is None:
+            continue
+        what = f"**{_header(suite, column)}**: {info.label or key}"
+        if extractor:
+            what += (
+                f", on {extractor} features of {spec.num_samples:,} samples against "
+                f"{spec.num_real:,} images of the {spec.split} split"
+            )
+        if info.better:
+            what += f"; {info.better} is better"
+        lines.append(f"- {what} (`{column}` in results.csv).")
+    return lines
 
 
 def _cell(stats: tuple[float | None, float | None], mark: str = "") -> str:
@@ -100,12 +135,14 @@ def _marks(suite: Suite, rows: list[Row], column: str) -> list[str]:
 
 def _table(suite: Suite, rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     cols = _headline(suite, rows)
-    head = ["model", *suite.grid_keys, "sampler", "seeds", *cols]
+    rows = [r for r in rows if any(r.stats.get(c, (None, None))[0] is not None for c in cols)]
+    head = ["model", *(_short_key(k) for k in suite.grid_keys), "sampler", "seeds"]
+    head += [_header(suite, c) for c in cols]
     marks = {c: _marks(suite, rows, c) for c in cols}
     body = [
         [
             r.model,
-            *(str(r.grid.get(k, "")) for k in suite.grid_keys),
+            *(str(r.grid.get(k, "—")) for k in suite.grid_keys),
             r.sampler,
             str(r.n_seeds),
             *(_cell(r.stats.get(c, (None, None)), marks[c][i]) for c in cols),
@@ -115,56 +152,10 @@ def _table(suite: Suite, rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     return head, body
 
 
-def grid_plots(suite: Suite, rows: list[Row], out: Path) -> list[Path]:
-    """For each numeric grid key, the plotted metrics against it: one line per model and values
-    of the other grid keys, for the first sampler; error bars are the std over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in rows if r.sampler == suite.samplers[0] and r.cells]
-    numeric = [
-        k
-        for k in suite.grid_keys
-        if len({r.grid[k] for r in rows if k in r.grid}) > 1
-        and all(isinstance(r.grid[k], int | float) for r in rows if k in r.grid)
-    ]
-    declared, extractors = key_info(), _extractors(suite)
-    metrics = [
-        n
-        for n in metric_names(rows)
-        if (declared_key := declared.get(split_column(n, extractors)[0])) is not None
-        and declared_key.plotted
-    ]
-    paths = []
-    for key in numeric:
-        for metric in metrics:
-            lines: dict[str, list[tuple[Any, float, float]]] = {}
-            for r in rows:
-                mean, std = r.stats.get(metric, (None, None))
-                if key not in r.grid or mean is None:
-                    continue
-                rest = ", ".join(
-                    _grid_label(k, v)
-                    for k, v in r.grid.items()
-                    if k != key and not k.startswith(("trainer.", "metrics."))  # the setting's
-                )
-                label = r.model + (f" ({rest})" if rest else "")
-                lines.setdefault(label, []).append((r.grid[key], mean, std or 0.0))
-            if not lines:
-                continue
-            fig, ax = plt.subplots(figsize=(7, 4.5))
-            for label, points in lines.items():
-                xs, ys, es = zip(*sorted(points), strict=True)
-                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label)
-            ax.set(xlabel=key, ylabel=metric, title=f"{suite.name}: {metric} against {key}")
-            ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
-            path = out / "figures" / f"plot_{metric}_vs_{key.replace('.', '-')}.png"
-            fig.savefig(path, dpi=100, bbox_inches="tight")
-            plt.close(fig)
-            paths.append(path)
-    return paths
+def _short_key(key: str) -> str:
+    """A grid key as a column name: ``data.init_args.latent_dim`` -> ``data latent_dim``."""
+    head, tail = key.split(".", 1)[0], key.rsplit(".", 1)[-1]
+    return f"{head} {tail}" if head != tail else key
 
 
 def write_report(
@@ -175,10 +166,14 @@ def write_report(
     failed: dict[str, str],
     missing: list[str],
 ) -> None:
-    """``report.md`` and ``report.html``."""
+    """``report.md`` and ``report.html``; paths relative to ``out`` (no machine's path)."""
     head, body = _table(suite, rows)
     meta = suite_header(suite)
     rel = lambda p: p.relative_to(out).as_posix()  # noqa: E731
+    prefix = f"{out}/"
+    failed = {c: why.replace(prefix, "") for c, why in failed.items()}
+    missing = [m.replace(prefix, "") for m in missing]
+    legend = column_legend(suite, _headline(suite, rows))
     md = [
         f"# Benchmark `{suite.name}`",
         "",
@@ -192,7 +187,10 @@ def write_report(
         "",
         SPREAD_LEGEND,
         "",
-        "Every metric, with its std, is in `results.csv` / `results.json`.",
+        *legend,
+        "",
+        "Every metric, with its std over seeds, is in `results.csv` / `results.json`; paths "
+        "below are relative to this report's folder.",
         "",
     ]
     if suite.recipes:
@@ -294,7 +292,7 @@ def log_wandb(
     data = [
         [
             r.model,
-            *(str(r.grid.get(k, "")) for k in suite.grid_keys),
+            *(str(r.grid.get(k, "—")) for k in suite.grid_keys),
             r.sampler,
             r.n_seeds,
             *(v for n in names for v in r.stats.get(n, (None, None))),
@@ -315,11 +313,3 @@ def log_wandb(
     folder = str(run.dir)
     run.finish()
     return folder
-
-
-def _grid_label(key: str, value: Any) -> str:
-    """``data latent_dim=2`` for ``data.init_args.latent_dim: 2``; a class by its name."""
-    if isinstance(value, dict) and "class_path" in value:
-        return str(value["class_path"]).rsplit(".", 1)[-1]
-    head, tail = key.split(".", 1)[0], key.rsplit(".", 1)[-1]
-    return f"{head} {tail}={value}" if head != tail else f"{key}={value}"

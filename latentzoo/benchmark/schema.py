@@ -41,6 +41,7 @@ SUITE_KEYS = {
     "name",
     "description",
     "expected_time",
+    "measured",
     "data",
     "trainer",
     "common",
@@ -105,6 +106,7 @@ class Suite:
     name: str
     description: str
     expected_time: str
+    measured: dict[str, Any] | None  # {wall_time, on, date, command}: a run of the whole suite
     data: dict[str, Any]
     trainer: dict[str, Any]
     seeds: list[int]

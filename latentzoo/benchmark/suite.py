@@ -103,6 +103,7 @@ def parse_suite(raw: dict[str, Any]) -> Suite:
         name=name,
         description=" ".join(str(raw.get("description", "")).split()),
         expected_time=str(raw.get("expected_time", "not stated")),
+        measured=_measured(raw.get("measured")),
         data=data,
         trainer=dict(trainer),
         seeds=list(seeds),
@@ -125,6 +126,17 @@ def parse_suite(raw: dict[str, Any]) -> Suite:
                 cell_spec = dataclasses.replace(spec, seed=seed)
                 suite.cells.append(Cell(name, model["name"], label, point, seed, fit, cell_spec))
     return suite
+
+
+def _measured(raw: Any) -> dict[str, Any] | None:
+    """A suite's record of a measured run: its wall time and what it ran on."""
+    if raw is None:
+        return None
+    check_keys(raw, {"wall_time", "on", "date", "command"}, "measured")
+    missing = [k for k in ("wall_time", "on") if k not in raw]
+    if missing:
+        raise SuiteError(f"measured: missing key {missing[0]!r} (a time says what it ran on)")
+    return dict(raw)
 
 
 def _samplers(raw: Any) -> list[str]:

@@ -40,7 +40,7 @@ from latentzoo.metrics.active_units import BURDA_THRESHOLD, LatentVariance, acti
 from latentzoo.metrics.registry import EvaluationContext, MetricKey, register_model_metric
 from latentzoo.zoo import AutoencoderModule
 
-__all__ = ["ActiveDims", "render_trajectory"]
+__all__ = ["ActiveDims", "render_trajectory", "trajectory_plot"]
 
 
 @register_model_metric(
@@ -159,23 +159,33 @@ class ActiveDims(PeriodicEvaluation):
 
 
 def render_trajectory(trajectory: Tensor, masked: bool) -> np.ndarray:
-    """A heat map of (epochs, latent_dim) values as an RGB image (H, W, 3) uint8.
+    """A heat map of (epochs, latent_dim) values as an RGB image (H, W, 3) uint8
+    (:func:`trajectory_plot`)."""
+    fig = trajectory_plot(trajectory, masked)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()  # (H, W, 3)
 
-    Mask values are drawn on [0, 1]; variances as log10, clipped at 1e-4.
-    """
+
+def trajectory_plot(trajectory: Tensor, masked: bool) -> Figure:
+    """The heat map of (epochs, latent_dim) values: mask values on [0, 1], variances as log10,
+    clipped at 1e-4; titled, axes and colour bar in words."""
     values = trajectory.T.numpy()  # (latent_dim, epochs)
     if not masked:
         values = np.log10(np.clip(values, 1e-4, None))
-    fig = Figure(figsize=(max(4.0, 2 + 0.15 * values.shape[1]), max(3.0, 1 + 0.15 * len(values))))
-    canvas = FigureCanvasAgg(fig)
+    fig = Figure(figsize=(max(4.5, 2 + 0.15 * values.shape[1]), max(3.2, 1.2 + 0.15 * len(values))))
     ax = fig.add_subplot()
     limits = (
         {"vmin": 0.0, "vmax": 1.0} if masked else {"vmin": -4.0, "vmax": math.ceil(values.max())}
     )
     im = ax.imshow(values, aspect="auto", interpolation="nearest", cmap="viridis", **limits)
-    fig.colorbar(im, ax=ax, label="mask" if masked else "log10 Cov(E[z_j])")
+    fig.colorbar(
+        im, ax=ax, label="mask value" if masked else "log10 variance of the posterior mean"
+    )
     ax.set_xlabel("validation epoch")
     ax.set_ylabel("latent dimension")
+    ax.set_title("The model's mask per latent dimension" if masked else
+                 "Activity per latent dimension (Burda et al.: active above -2)",
+                 fontsize=9)  # fmt: skip
     fig.tight_layout()
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()  # (H, W, 3)
+    return fig

@@ -30,7 +30,7 @@ every rank computes the same numbers, and rank 0 alone draws the picture.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -46,7 +46,10 @@ from latentzoo.metrics.holes import AggregatedPosteriorHoles, PriorSampler
 from latentzoo.metrics.registry import EvaluationContext, MetricKey, register_model_metric
 from latentzoo.zoo import AutoencoderModule
 
-__all__ = ["HolesCallback", "gated_posterior", "holes_figure", "prior_sampler"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["HolesCallback", "gated_posterior", "holes_figure", "holes_plot", "prior_sampler"]
 
 
 def _pca_basis(codes: Tensor) -> tuple[Tensor, Tensor]:
@@ -76,13 +79,10 @@ def _prior_contours(prior: Tensor, lim: float) -> tuple[Tensor, list[float]]:
     return density.T, levels  # (y, x) for contour
 
 
-def holes_figure(codes: Tensor, prior: Tensor, holes: Tensor, max_points: int = 5000) -> Tensor:
-    """The picture as a (3, H, W) image: codes, the prior's contours, holes as red x.
-
-    The contours enclose 39%, 86% and 99% of the prior's draws (N(0, I)'s 1, 2 and 3 sigma
-    circles), drawn from the draws themselves, so a learned prior shows its own shape. For d > 2
-    everything is projected on the codes' two leading principal components.
-    """
+def holes_plot(
+    codes: Tensor, prior: Tensor, holes: Tensor, title: str = "", max_points: int = 5000
+) -> Figure:
+    """The holes picture as a matplotlib figure (see :func:`holes_figure`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,34 +95,59 @@ def holes_figure(codes: Tensor, prior: Tensor, holes: Tensor, max_points: int = 
             torch.cat([codes, torch.zeros_like(codes)], 1),
             torch.cat([prior, torch.zeros_like(prior)], 1),
         )
-        axes = ("z1", "")
+        axes = ("latent z1", "(one latent dimension)")
     elif d == 2:
-        axes = ("z1", "z2")
+        axes = ("latent z1", "latent z2")
     else:
         mean, basis = _pca_basis(codes)
+        share = _explained(codes - mean, basis)
         codes, prior = (codes - mean) @ basis, (prior - mean) @ basis  # (N, 2), (M, 2)
-        axes = ("PC1 of the codes", "PC2 of the codes")
+        axes = (
+            f"1st principal direction of the codes ({share[0]:.0%} of their variance)",
+            f"2nd principal direction ({share[1]:.0%})",
+        )
     lim = max(4.0, float(torch.cat([codes, prior]).abs().quantile(0.995)))
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = plt.subplots(figsize=(5.5, 5.5), layout="constrained")
+    gen = torch.Generator().manual_seed(0)
+    hole_draws = prior[holes][:max_points]
+    covered = prior[~holes][:max_points]
+    # Prior draws first (under the codes), as small dots: holes red, covered light grey.
+    ax.scatter(covered[:, 0], covered[:, 1], s=2, c="0.8", label="prior draws, covered")
+    ax.scatter(hole_draws[:, 0], hole_draws[:, 1], s=4, c="tab:red", alpha=0.6,
+               label=f"prior draws in holes ({holes.double().mean():.1%})")  # fmt: skip
+    shown = codes[torch.randperm(len(codes), generator=gen)[:max_points]]
+    ax.scatter(shown[:, 0], shown[:, 1], s=2, c="tab:blue", alpha=0.5, label="codes of the data")
     if d > 1 and len(prior) >= 100:
         density, levels = _prior_contours(prior, lim)
         grid = torch.linspace(-lim, lim, density.shape[0])
-        ax.contour(grid.numpy(), grid.numpy(), density.numpy(), levels=levels, colors="grey",
-                   linewidths=0.8)  # fmt: skip
-    shown = codes[torch.randperm(len(codes))[:max_points]]
-    ax.scatter(shown[:, 0], shown[:, 1], s=3, alpha=0.4, label="encodings")
-    h = prior[holes][:max_points]
-    ax.scatter(
-        h[:, 0],
-        h[:, 1],
-        s=12,
-        c="red",
-        marker="x",
-        label=f"prior samples in holes ({holes.double().mean():.1%})",
-    )
+        lines = ax.contour(grid.numpy(), grid.numpy(), density.numpy(), levels=levels,
+                           colors="black", linewidths=0.9)  # fmt: skip
+        masses = dict(zip(levels, sorted(HPD_MASSES, reverse=True), strict=False))
+        ax.clabel(lines, fmt=lambda v: f"{masses.get(v, 0):.0%} of p", fontsize=8)
     ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel=axes[0], ylabel=axes[1], aspect="equal")
-    ax.legend(loc="upper right", fontsize=8)
-    return figure_to_image(fig)
+    ax.set_title(title or "Holes: prior mass where the codes are absent", fontsize=10)
+    ax.legend(loc="upper right", fontsize=8, markerscale=3, framealpha=0.9)
+    return fig
+
+
+def _explained(centred: Tensor, basis: Tensor) -> list[float]:
+    """Share of the codes' variance along each basis direction."""
+    total = float(centred.pow(2).sum())
+    return [float((centred @ basis[:, i]).pow(2).sum()) / max(total, 1e-300) for i in range(2)]
+
+
+def holes_figure(
+    codes: Tensor, prior: Tensor, holes: Tensor, title: str = "", max_points: int = 5000
+) -> Tensor:
+    """The picture as a (3, H, W) image: the prior's draws (in holes red, covered grey), the codes
+    (blue) over them, and the prior's contours labelled by the mass they enclose.
+
+    The contours enclose 39%, 86% and 99% of the prior's draws (N(0, I)'s 1, 2 and 3 sigma
+    circles), drawn from the draws themselves, so a learned prior shows its own shape. For d > 2
+    everything is projected on the codes' two leading principal directions, each labelled with
+    the share of the codes' variance it holds.
+    """
+    return figure_to_image(holes_plot(codes, prior, holes, title, max_points))
 
 
 def prior_sampler(model: AutoencoderModule, gate: Tensor | None = None) -> PriorSampler:
@@ -245,7 +270,12 @@ class HolesCallback(PeriodicEvaluation):
         self._codes = None
         if codes is None or prior is None or holes is None:
             return
-        image = holes_figure(codes, prior, holes)
+        title = (
+            f"Holes of {type(model).__name__}: {float(holes.double().mean()):.1%} of the prior "
+            f"in holes\n({len(codes):,} codes, {len(prior):,} prior draws, {stage} step "
+            f"{trainer.global_step})"
+        )
+        image = holes_figure(codes, prior, holes, title)
         if self.picture_path is not None:
             save_png(image, Path(self.picture_path))
         else:

@@ -81,7 +81,8 @@ def evaluate(
         extra: list[Callback] = []
         if pictures is not None:
             path = pictures / f"samples_{sampler}.png"
-            extra.append(SampleFigure(path, spec.seed, f"{type(model).__name__}, {sampler}"))
+            title = f"{type(model).__name__}: samples from the {sampler} sampler (seed {spec.seed})"
+            extra.append(SampleFigure(path, spec.seed, title))
             results.pictures[f"samples_{sampler}"] = path
         sampler_cb = LatentSampler(kind=sampler, seed=spec.seed,
                                    options=spec.sampler_options.get(sampler))  # fmt: skip

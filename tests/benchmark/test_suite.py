@@ -137,3 +137,25 @@ def test_cli_reports_a_bad_suite_in_one_line(write_suite, tmp_path) -> None:
         "built-in suites: dai-wipf, fashion-cpu, latent-dim, lmgae-grid, paper-recipes, priors, "
         "samplers" in proc.stderr
     )
+
+
+def test_download_makes_every_cell_config_download_its_data(tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    main(["benchmark", "fashion-cpu", "--download", "--prepare", "--out", str(out)])
+    configs = [yaml.safe_load(p.read_text()) for p in sorted(out.glob("cells/*/config.yaml"))]
+    assert len(configs) == len(load_suite("fashion-cpu").cells)
+    assert all(c["data"]["init_args"]["download"] is True for c in configs)
+    main(["benchmark", "fashion-cpu", "--prepare", "--out", str(tmp_path / "plain")])
+    plain = yaml.safe_load(next((tmp_path / "plain").glob("cells/*/config.yaml")).read_text())
+    assert "download" not in plain["data"]["init_args"]  # the local files, as before
+
+
+def test_list_says_what_each_suite_took_and_on_what(capsys) -> None:
+    main(["benchmark", "--list"])
+    printed = capsys.readouterr().out
+    for name in BUILTIN:
+        (line,) = [ln for ln in printed.splitlines() if ln.startswith(f"{name} ")]
+        assert "measured " in line or "not measured yet (estimate:" in line, line
+        suite = load_suite(name)
+        if suite.measured:
+            assert f"measured {suite.measured['wall_time']} on {suite.measured['on']}" in line
