@@ -235,3 +235,10 @@ def test_the_checker_sees_a_wrong_number(tmp_path: Path) -> None:
     doc.write_text("<!-- results: r.json -->\n| m | fid |\n|---|---|\n| a | 12.4 |\n")
     ((path, block),) = cited_blocks(doc)
     assert [t for t in table_numbers(block) if not matches(t, results_values(path))] == ["12.4"]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=doc_id)
+def test_the_docs_speak_of_the_code_not_of_its_history(doc: Path) -> None:
+    """A reader has no issue tracker: no "issue 12", "the issue", "the slides"."""
+    found = re.findall(r"\bissue \d+|\bthe issue\b|\bslides\b", doc.read_text(), flags=re.I)
+    assert not found, f"{doc_id(doc)}: {found}"

@@ -198,9 +198,19 @@ def _run_cell(
         files.record_trained(None, False, "last.ckpt at the budget (trained elsewhere)")
     evaluator = None
     if files.cell.metrics.evaluator == EVALUATOR_PENDING:
-        evaluator = _evaluator(suite, files.cell.fit["data"], files.out, options, evaluators)
+        try:
+            evaluator = _evaluator(suite, files.cell.fit["data"], files.out, options, evaluators)
+        except RuntimeError as err:  # the evaluator's training failed: said once per cell
+            reason = (str(err).splitlines() or [""])[0]
+            return Outcome(files.cell, "scoring failed", wall, f": {reason}")
     start = time.perf_counter()
-    score_cell(files, suite, evaluator, options)
+    try:
+        score_cell(files, suite, evaluator, options)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as err:  # one cell's scoring must not end the run: the rest go on
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:300]
+        return Outcome(files.cell, "scoring failed", wall, f": {type(err).__name__}: {reason}")
     return Outcome(
         files.cell, f"{action}, scored", wall, f" (scoring {time.perf_counter() - start:.0f} s)"
     )

@@ -20,6 +20,7 @@ from jsonargparse import ArgumentParser
 from latentzoo.datamodules import DATAMODULES, InMemoryDataModule
 from latentzoo.evaluation import EvaluationSpec
 from latentzoo.metrics.extractors import EXTRACTORS
+from latentzoo.metrics.registry import METRICS
 from latentzoo.registry import RegistryError
 from latentzoo.zoo import MODELS, AutoencoderModule
 
@@ -140,14 +141,16 @@ def parse_spec(
         raw: The mapping (the spec's fields; ``sampler`` comes from the suite's ``samplers``).
         samplers: The suite's samplers.
         seed: The cell's seed (its samples and metrics are seeded like its training).
-        evaluator: Whether the suite trains a domain evaluator (the spec then names it
-            :data:`EVALUATOR_PENDING` until it is trained).
+        evaluator: Whether the suite trains a domain evaluator for this data set (it has one and
+            the data have class labels): a spec that uses one (the ``domain`` extractor, a
+            metric that needs it, or the default metrics, diversity among them) then names it
+            :data:`EVALUATOR_PENDING` until it is trained.
     """
     raw = translate_legacy(raw, where)
     if "sampler" in raw or "seed" in raw:
         raise SuiteError(f"{where}: the samplers are the suite's 'samplers', the seeds its 'seeds'")
     given = {**raw, "sampler": list(samplers), "seed": seed}
-    if evaluator and given.get("evaluator") is None:
+    if evaluator and given.get("evaluator") is None and _uses_evaluator(given):
         given["evaluator"] = EVALUATOR_PENDING
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(EvaluationSpec, nested_key="metrics")
@@ -161,6 +164,18 @@ def parse_spec(
         raise SuiteError(f"{where}: {_first_line(err)}") from None
     assert isinstance(spec, EvaluationSpec)
     return spec
+
+
+def _uses_evaluator(given: dict[str, Any]) -> bool:
+    """Whether a spec's fields ask for the domain evaluator (before it is parsed)."""
+    extractors = given.get("extractor", "inception")
+    extractors = [extractors] if isinstance(extractors, str) else list(extractors)
+    named = given.get("metrics")
+    if named is None:
+        return True  # the default metrics take the diversity metric where there is an evaluator
+    return "domain" in extractors or any(
+        n in METRICS and "evaluator" in METRICS.get(n).needs for n in named
+    )
 
 
 def translate_legacy(raw: Any, where: str) -> dict[str, Any]:

@@ -108,7 +108,13 @@ def parse_suite(raw: dict[str, Any]) -> Suite:
         trainer=dict(trainer),
         seeds=list(seeds),
         samplers=samplers,
-        metrics=parse_spec(raw["metrics"], samplers, seeds[0], evaluator is not None, "metrics"),
+        metrics=parse_spec(
+            raw["metrics"],
+            samplers,
+            seeds[0],
+            evaluator is not None and _has_classes(data),
+            "metrics",
+        ),
         evaluator=None if evaluator is None else dict(evaluator),
         wandb=wandb,
     )
@@ -267,9 +273,16 @@ def _point(
     data = _set_all(data, point, "data")
     metrics_raw = _set_all({**raw_metrics, **point.get("metrics", {})}, point, "metrics")
     _check_fits_data(data, translate_legacy(metrics_raw, f"{where}: metrics"), where)
-    spec = parse_spec(metrics_raw, suite.samplers, suite.seeds[0], suite.evaluator is not None,
+    evaluator = suite.evaluator is not None and _has_classes(data)
+    spec = parse_spec(metrics_raw, suite.samplers, suite.seeds[0], evaluator,
                       f"{where}: metrics")  # fmt: skip
     return data, spec
+
+
+def _has_classes(data: dict[str, Any]) -> bool:
+    """Whether a data spec's class has class labels (a domain evaluator can be trained on it)."""
+    cls = resolve_data_class(data["class_path"], "data")
+    return getattr(cls, "num_classes", None) is not None
 
 
 def _check_fits_data(data: dict[str, Any], metrics: dict[str, Any], where: str) -> None:

