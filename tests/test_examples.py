@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import prdc
 import pytest
 import torch
-from scipy import stats
+from scipy import spatial, stats
 from testutils import run_python
 
 from latentzoo.callbacks import LatentSampler
@@ -25,7 +24,7 @@ from latentzoo.metrics.registry import METRICS
 from latentzoo.zoo import DENSITIES
 
 EXAMPLES = Path(__file__).parents[1] / "docs" / "examples"
-PLUGINS = ("density_coverage", "full_gaussian")
+PLUGINS = ("one_nn", "full_gaussian")
 ENV = {"PYTHONPATH": str(EXAMPLES), "LATENTZOO_PLUGINS": ",".join(PLUGINS)}
 
 
@@ -55,15 +54,26 @@ def examples(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, object]]:
         sys.modules.pop(name, None)
 
 
-def test_density_and_coverage_agree_with_the_prdc_package(examples) -> None:
+def test_one_nn_accuracy_agrees_with_scipy_and_reads_its_known_values(examples) -> None:
+    one_nn = METRICS.get("one_nn").compute
     gen = torch.Generator().manual_seed(0)
     real = torch.randn(400, 8, generator=gen, dtype=torch.float64)
     fake = torch.randn(300, 8, generator=gen, dtype=torch.float64) * 1.2 + 0.4
-    ours = METRICS.get("density_coverage").compute(real, fake, k=5)
-    theirs = prdc.compute_prdc(real.numpy(), fake.numpy(), nearest_k=5)
-    assert float(ours["density"]) == pytest.approx(theirs["density"], abs=1e-12)
-    assert float(ours["coverage"]) == pytest.approx(theirs["coverage"], abs=1e-12)
-    assert 0.2 < theirs["coverage"] < 0.95  # neither trivial value: the comparison has content
+    ours = one_nn(real, fake, chunk=128)  # chunks smaller than the pool: the offset path
+    pool = np.concatenate([real.numpy(), fake.numpy()])
+    _, idx = spatial.cKDTree(pool).query(pool, k=2)  # idx[:, 0] is the point itself
+    label = np.arange(len(pool)) < len(real)
+    correct = label[idx[:, 1]] == label
+    assert float(ours["one_nn_accuracy"]) == pytest.approx(correct.mean(), abs=1e-12)
+    assert float(ours["one_nn_real"]) == pytest.approx(correct[label].mean(), abs=1e-12)
+    assert float(ours["one_nn_fake"]) == pytest.approx(correct[~label].mean(), abs=1e-12)
+    assert 0.55 < correct.mean() < 0.95  # neither trivial value: the comparison has content
+    same = one_nn(real, torch.randn(400, 8, generator=gen, dtype=torch.float64))
+    assert float(same["one_nn_accuracy"]) == pytest.approx(0.5, abs=0.06)  # one distribution
+    apart = one_nn(real, real + 100.0)
+    assert float(apart["one_nn_accuracy"]) == 1.0
+    copies = one_nn(real, real + 1e-6)  # memorised: every real point's neighbour is its copy
+    assert float(copies["one_nn_real"]) == 0.0 and float(copies["one_nn_fake"]) == 0.0
 
 
 def test_the_gaussian_sampler_fits_the_codes_moments_and_their_density(examples) -> None:
@@ -107,9 +117,9 @@ def test_evaluate_shows_the_new_metric_for_the_new_sampler(checkpoint: Path, tmp
     rows = json.loads(out.read_text())["rows"]
     assert set(rows) == {"prior", "gaussian"}
     for row in rows.values():
-        assert 0 < row["coverage_pixels"] <= 1 and row["density_pixels"] > 0
+        assert 0 <= row["one_nn_real_pixels"] <= 1 and 0.5 < row["one_nn_accuracy_pixels"] <= 1
     assert rows["prior"]["fid_pixels"] != rows["gaussian"]["fid_pixels"]
-    assert "test/density" in proc.stdout and "coverage_pixels" in proc.stdout
+    assert "test/one_nn_accuracy" in proc.stdout and "one_nn_fake_pixels" in proc.stdout
 
 
 @pytest.mark.slow
@@ -127,18 +137,19 @@ def test_the_example_suite_reports_the_new_metric_everywhere(tmp_path) -> None:
     assert {(r["model"], r["sampler"]) for r in rows} == {
         (m, s) for m in ("VAE", "WAEGP") for s in ("prior", "gaussian")
     }
-    assert all(float(r["coverage_pixels_mean"]) > 0 for r in rows)
+    assert all(0.5 < float(r["one_nn_accuracy_pixels_mean"]) <= 1 for r in rows)
     report = (out / "report.md").read_text()
-    assert "density_pixels" in report and "coverage_pixels" in report
+    assert "one_nn_accuracy_pixels" in report and "one_nn_real_pixels" in report
     (table,) = out.glob("wandb/offline-run-*/files/media/table/results_*.table.json")
     columns = json.loads(table.read_text())["columns"]
-    assert {"density_pixels_mean", "coverage_pixels_mean"} <= set(columns)
+    assert {"one_nn_accuracy_pixels_mean", "density_pixels_mean"} <= set(columns)
 
 
 def test_the_plugins_variable_is_what_brings_them(tmp_path) -> None:
     """Without LATENTZOO_PLUGINS the command line knows neither example."""
     proc = run_latentzoo(["evaluate", "--list_metrics"], cwd=tmp_path)
-    assert proc.returncode == 0 and "density_coverage" not in proc.stdout
+    assert proc.returncode == 0 and "one_nn" not in proc.stdout
+    assert "density_coverage" in proc.stdout  # built in
     proc = run_latentzoo(["evaluate", "--list_metrics"], cwd=tmp_path, env=ENV)
-    assert proc.returncode == 0 and "density_coverage" in proc.stdout
+    assert proc.returncode == 0 and "one_nn" in proc.stdout
     assert os.environ.get("LATENTZOO_PLUGINS") is None

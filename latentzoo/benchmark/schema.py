@@ -208,7 +208,13 @@ def translate_legacy(raw: Any, where: str) -> dict[str, Any]:
         raise SuiteError(f"{where}.class_radius: an integer >= 0, got {radius!r}")
     if radius and not flags["diversity"]:
         raise SuiteError(f"{where}.class_radius: measured with diversity; add diversity: true")
-    metrics = ["fid", "kid", "precision_recall", *(k for k, on in flags.items() if on)]
+    metrics = [
+        "fid",
+        "kid",
+        "precision_recall",
+        "density_coverage",
+        *(k for k, on in flags.items() if on),
+    ]
     rest = {k: v for k, v in raw.items() if k not in LEGACY_KEYS}
     new = {"extractor": list(extractors), "num_samples": 2000, "num_real": 2000, "split": "test"}
     new |= rest | {"metrics": metrics + (["class_radius"] if radius else [])}

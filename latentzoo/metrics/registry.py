@@ -4,9 +4,9 @@ Two kinds of metric register here (entry-point group ``latentzoo.metrics`` for p
 
 - **feature metrics** compare real and generated features of one extractor: a pure function
   ``fn(real, fake, *, seed, **options) -> {key: value}`` on (N, F) and (M, F) tensors, registered
-  with :func:`register_feature_metric`. FID, KID, precision/recall (and any plug-in, e.g. the
-  density and coverage of ``docs/examples/density_coverage.py``) are computed from the same
-  features, extracted once per evaluation by :class:`latentzoo.callbacks.FIDCallback`.
+  with :func:`register_feature_metric`. FID, KID, precision/recall, density/coverage (and any
+  plug-in, e.g. the 1-NN two-sample test of ``docs/examples/one_nn.py``) are computed from the
+  same features, extracted once per evaluation by :class:`latentzoo.callbacks.FIDCallback`.
 - **model metrics** measure the model itself (holes, active dimensions, class diversity): an
   evaluation callback, registered with :func:`register_model_metric` with a factory that builds
   it from an :class:`EvaluationContext` and the metric's options.
