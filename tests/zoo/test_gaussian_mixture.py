@@ -4,6 +4,8 @@ independent NumPy EM gives from the same start, and a known mixture's parameters
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,55 +14,12 @@ from torch import Tensor
 
 from latentzoo.zoo.samplers import GaussianMixture
 
+sys.path.insert(0, str(Path(__file__).parents[2] / "perf"))
+# the EM as it was before the batched one (commit a21834d), kept as the reference: one
+# triangular solve per code and component, and (N, K, D) differences in the M step
+from gmm_fit import PerCodeGaussianMixture
+
 F64 = torch.float64
-
-
-class PerCodeGaussianMixture(GaussianMixture):
-    """EM as it was before issue 11 (commit a21834d), kept as the reference:
-    one triangular solve per code and component, and (N, K, D) differences in the M step."""
-
-    def _log_joint(self, z: Tensor) -> Tensor:
-        diff = (z[:, None, :] - self.means[None]).unsqueeze(-1)  # (N, K, D, 1)
-        tril = self.scale_tril.expand(len(z), -1, -1, -1)
-        white = torch.linalg.solve_triangular(tril, diff, upper=False).squeeze(-1)  # (N, K, D)
-        log_det = self.scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (K,) half log|S|
-        log_n = -0.5 * white.pow(2).sum(-1) - log_det - 0.5 * self.dim * math.log(2 * math.pi)
-        return log_n + self.weights.log()
-
-    def _m_step(self, z: Tensor, resp: Tensor) -> None:
-        nk = resp.sum(0) + 1e-10  # (K,); empty components keep a finite mean
-        self.weights.copy_(nk / nk.sum())
-        self.means.copy_((resp.T @ z) / nk[:, None])
-        diff = z[:, None, :] - self.means[None]  # (N, K, D)
-        eye = torch.eye(self.dim, dtype=z.dtype, device=z.device)
-        if self.covariance == "full":
-            cov = torch.einsum("nk,nki,nkj->kij", resp, diff, diff) / nk[:, None, None]
-            self.scale_tril.copy_(torch.linalg.cholesky(cov + self.reg * eye))
-        else:
-            var = torch.einsum("nk,nki->ki", resp, diff.pow(2)) / nk[:, None]
-            self.scale_tril.copy_(torch.diag_embed((var + self.reg).sqrt()))
-
-    @torch.no_grad()
-    def fit(self, mu: Tensor, logvar: Tensor | None = None) -> None:
-        k = self.n_components
-        self.check_codes(mu, min_n=k)
-        z = mu.detach().to(self.means.device, torch.float64)  # (N, D)
-        gen = torch.Generator().manual_seed(self.seed)
-        centres = z[torch.randperm(len(z), generator=gen)[:k].to(z.device)]
-        for _ in range(10):  # k-means initialisation
-            assign = torch.cdist(z, centres).argmin(1)
-            resp = torch.nn.functional.one_hot(assign, k).to(z.dtype)
-            centres = (resp.T @ z) / resp.sum(0).clamp_min(1)[:, None]
-        self._m_step(z, resp)
-        previous = -math.inf
-        for _ in range(self.max_iter):
-            log_joint = self._log_joint(z)  # E step
-            ll = torch.logsumexp(log_joint, 1)
-            self._m_step(z, (log_joint - ll[:, None]).exp())
-            mean_ll = float(ll.mean())
-            if mean_ll - previous < self.tol:
-                break
-            previous = mean_ll
 
 
 def random_mixture(
