@@ -15,7 +15,7 @@ from latentzoo.cli import main
 # suite -> (cells, a cell that must be among them)
 BUILTIN = {
     "fashion-cpu": (8 * 3, "TwoStageVAE__seed2"),
-    "latent-dim": (2 * (12 + 4), "LMGAE__synth_n16_m64__seed0"),
+    "latent-dim": (2 * (8 + 2) * 3, "LMGAE__synth_n16_m64__seed2"),
     "dai-wipf": (3 * 4 * 3, "WAEGP__celeba__seed2"),
     "samplers": (2, "VAE__seed0"),
     "priors": (5 * 3, "Lipschitz__seed2"),
@@ -41,9 +41,9 @@ def test_builtin_suite_expands(name: str) -> None:
 
 def test_latent_dim_grid_sets_n_and_m_and_its_fashion_points_use_the_domain_extractor() -> None:
     cells = {c.name: c for c in load_suite("latent-dim").cells}
-    synth = cells["LMGAE__synth_n4_m16__seed0"]
-    assert synth.fit["data"]["init_args"]["latent_dim"] == 4
-    assert synth.fit["model"]["init_args"]["latent_dim"] == 16
+    synth = cells["LMGAE__synth_n8_m32__seed0"]
+    assert synth.fit["data"]["init_args"]["latent_dim"] == 8
+    assert synth.fit["model"]["init_args"]["latent_dim"] == 32
     assert synth.metrics.extractors == ("pixels",)
     fashion = cells["WAEGP__fashion_m32__seed0"]
     assert fashion.fit["data"]["class_path"].endswith("FashionMNIST")
