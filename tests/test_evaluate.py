@@ -82,6 +82,7 @@ def test_checkpoint_is_scored_on_its_run_data_and_agrees_with_a_recomputation(ru
     assert metrics["test/recall"] == pytest.approx(float(recall), abs=1e-6)
 
 
+@pytest.mark.slow  # three evaluate processes, about 11 s
 def test_a_checkpoint_without_its_run_needs_data(run: Path, tmp_path: Path) -> None:
     alone = tmp_path / "model.ckpt"
     shutil.copy(run / "checkpoints" / "last.ckpt", alone)
@@ -105,11 +106,23 @@ def test_saved_samples_are_scored_against_the_split(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads(out.read_text())["metrics"]
-    assert set(metrics) == {f"test/{k}" for k in ("fid", "kid", "kid_std", "precision", "recall")}
+    keys = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage")
+    assert set(metrics) == {f"test/{k}" for k in keys}
     assert metrics["test/fid"] == pytest.approx(float(frechet_distance_between(real, samples)))
     precision, recall = precision_recall(real, samples)
     assert metrics["test/precision"] == pytest.approx(2 / 3) and 0 < float(recall) < 1
     assert (metrics["test/precision"], metrics["test/recall"]) == (float(precision), float(recall))
+    # Density and coverage (Naeem et al. 2020, k = 5) written out: the 50 far samples fall in no
+    # real point's ball, and the 100 copies cover at least their own 100 real points.
+    # Strictly inside, as in the authors' prdc: a copy of a point's 5th neighbour lies on the
+    # boundary of its ball and is out (with <= the density here would read 0.756, not 0.651).
+    real64, samples64 = real.double(), samples.double()
+    radii = torch.cdist(real64, real64).kthvalue(6, dim=1).values  # 5th neighbour, self excluded
+    inside = torch.cdist(real64, samples64) < radii[:, None]  # (300, 150)
+    assert not inside[:, 100:].any()
+    assert metrics["test/density"] == pytest.approx(inside.sum().item() / (5 * 150), rel=1e-5)
+    assert metrics["test/coverage"] == pytest.approx(inside.any(dim=1).float().mean().item())
+    assert metrics["test/coverage"] >= 1 / 3
 
 
 def test_image_folders_are_read_in_name_order_and_checked(tmp_path: Path) -> None:

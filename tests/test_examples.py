@@ -145,6 +145,7 @@ def test_the_example_suite_reports_the_new_metric_everywhere(tmp_path) -> None:
     assert {"one_nn_accuracy_pixels_mean", "density_pixels_mean"} <= set(columns)
 
 
+@pytest.mark.slow  # two evaluate processes, about 11 s
 def test_the_plugins_variable_is_what_brings_them(tmp_path) -> None:
     """Without LATENTZOO_PLUGINS the command line knows neither example."""
     proc = run_latentzoo(["evaluate", "--list_metrics"], cwd=tmp_path)

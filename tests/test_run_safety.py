@@ -45,6 +45,7 @@ def last_ckpts(cwd: Path) -> list[Path]:
     return sorted(cwd.glob("runs/VAE-Synthetic/version_*/checkpoints/last.ckpt"))
 
 
+@pytest.mark.slow  # a killed fit and its resume, about 18 s
 def test_kill_9_at_a_random_step_then_resume_ends_with_the_uninterrupted_weights(
     tmp_path: Path,
 ) -> None:
@@ -114,6 +115,7 @@ def test_an_exploding_but_finite_loss_stops_too(tmp_path: Path) -> None:
     assert "training stopped at step 0" in proc.stderr and "beyond 1e+20" in proc.stderr
 
 
+@pytest.mark.slow  # two fits and a resume, about 25 s
 def test_resume_last_takes_the_newest_run_and_says_so(tmp_path: Path) -> None:
     nothing = latentzoo(tmp_path, "fit", *SMALL, "--ckpt_path", "last", check=False)
     assert nothing.returncode != 0
@@ -165,10 +167,11 @@ def test_sigterm_in_training_keeps_a_finite_last_ckpt_and_says_how_to_resume(
     assert f"last.ckpt holds step {state['global_step']}, " in line
     assert line.endswith("resume with the same command and --ckpt_path last")
     assert all(torch.isfinite(v).all() for v in state["state_dict"].values())
-    (first,) = run.glob("checkpoints/epoch*.ckpt")
-    assert state["global_step"] >= load(first)["global_step"]  # saved at the SIGTERM
-    (written,) = run.glob("metrics_val_step*.json")  # the first epoch's evaluation, kept
-    assert 0 <= json.loads(written.read_text())["val/holes"] <= 1
+    # A fast machine may finish more epochs in the half second before the signal.
+    epochs = list(run.glob("checkpoints/epoch*.ckpt"))
+    assert epochs and all(state["global_step"] >= load(e)["global_step"] for e in epochs)
+    written = list(run.glob("metrics_val_step*.json"))  # each epoch's evaluation, kept
+    assert written and all(0 <= json.loads(w.read_text())["val/holes"] <= 1 for w in written)
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="needs torch.distributed")

@@ -23,6 +23,7 @@ from latentzoo.benchmark.cellfiles import read_json, write_json
 from latentzoo.benchmark.schema import EVALUATOR_PENDING, Cell, Suite, spec_record
 from latentzoo.datamodules import DATAMODULES
 from latentzoo.evaluation import score_samples
+from latentzoo.metrics.registry import METRICS
 
 __all__ = ["FLOOR_MODEL", "floor_path", "measure_floors", "read_floor"]
 
@@ -68,6 +69,11 @@ def measure_floors(
         if spec.evaluator == EVALUATOR_PENDING:
             spec = dataclasses.replace(spec, evaluator=str(evaluator_for(data)))
         spec = dataclasses.replace(spec, sampler="prior", seed=suite.seeds[0])
+        if spec.metrics is not None:  # a model's metrics (holes, active dims) have no floor
+            features = [n for n in spec.metrics if "model" not in METRICS.get(n).needs]
+            if not features:
+                continue
+            spec = dataclasses.replace(spec, metrics=features)
         datamodule = DATAMODULES.resolve(data["class_path"])(**data["init_args"])
         train = datamodule.split_tensors("train")[0][: spec.num_samples]
         device = "cuda" if accelerator == "gpu" else "cpu"

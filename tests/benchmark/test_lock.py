@@ -23,6 +23,7 @@ def test_a_second_holder_is_refused_with_the_first_ones_name(tmp_path) -> None:
         pass
 
 
+@pytest.mark.slow  # two benchmark processes, about 10 s
 def test_two_benchmark_runs_into_one_folder(tmp_path) -> None:
     suite = tmp_path / "suite.yaml"
     long = {**TINY_SUITE, "trainer": {"max_epochs": 1000, "limit_val_batches": 1}}

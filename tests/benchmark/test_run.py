@@ -15,6 +15,7 @@ from benchmark.tiny import latentzoo
 from testutils import started
 
 ROWS = {("VAE", "prior"), ("VAE", "gmm"), ("WAE", "prior"), ("WAE", "gmm")}
+FLOOR = ("real data", "train vs test")  # the first row: two real samples of the same size
 
 
 def table_rows(out: Path) -> dict[tuple[str, str], dict[str, str]]:
@@ -62,13 +63,14 @@ def test_killed_benchmark_skips_finished_cells_and_resumes_the_other(write_suite
     wae_trained = json.loads((wae / "trained.json").read_text())
     assert wae_trained["resumed"] is True and wae_trained["epochs"] == 30
     rows = table_rows(out)
-    assert set(rows) == ROWS
+    assert set(rows) == ROWS | {FLOOR}
     assert all(r["n_seeds"] == "1" and r["fid_pixels_mean"] for r in rows.values())
     report = (out / "report.md").read_text() + (out / "report.html").read_text()
     assert all(f"{m}__{s}" in report for m, s in ROWS)
-    assert len(json.loads((out / "results.json").read_text())["rows"]) == 4
+    assert len(json.loads((out / "results.json").read_text())["rows"]) == len(ROWS | {FLOOR})
 
 
+@pytest.mark.slow  # a fit and two benchmark runs, about 19 s
 def test_collect_scores_cells_trained_with_plain_fit(write_suite, tmp_path):
     suite, out = write_suite(), tmp_path / "out"
     prepared = latentzoo("benchmark", str(suite), "--out", str(out), "--prepare", cwd=tmp_path)
@@ -87,11 +89,12 @@ def test_collect_scores_cells_trained_with_plain_fit(write_suite, tmp_path):
     trained = json.loads((out / "cells" / "VAE__seed0" / "trained.json").read_text())
     assert trained["epochs"] == 2 and "elsewhere" in trained["source"]
     rows = table_rows(out)
-    assert set(rows) == ROWS
+    assert set(rows) == ROWS | {FLOOR}
     assert rows["VAE", "gmm"]["n_seeds"] == "1" and rows["WAE", "gmm"]["n_seeds"] == "0"
     assert "WAE__seed0" in (out / "report.html").read_text()
 
 
+@pytest.mark.slow  # a benchmark of two cells, about 18 s
 @pytest.mark.parametrize("bad", [{"latent_dim": 0}])
 def test_a_failing_cell_is_reported_and_the_others_run(write_suite, tmp_path, bad):
     models = [{"name": "Broken", "class_path": "VAE", "init_args": bad},
@@ -105,4 +108,4 @@ def test_a_failing_cell_is_reported_and_the_others_run(write_suite, tmp_path, ba
     assert any("latent_dim must be >= 1" in line for line in failed["output_tail"])
     page = (out / "report.html").read_text()
     assert "Failed cells" in page and "Broken__seed0" in page
-    assert set(table_rows(out)) == {("Broken", "prior"), ("VAE", "prior")}
+    assert set(table_rows(out)) == {FLOOR, ("Broken", "prior"), ("VAE", "prior")}

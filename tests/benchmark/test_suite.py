@@ -123,6 +123,7 @@ def test_domain_extractor_on_image_data_needs_the_evaluator() -> None:
     parse_suite({**raw, "evaluator": {"max_epochs": 1}})  # and with it, it is fine
 
 
+@pytest.mark.slow  # several benchmark processes, about 11 s
 def test_cli_reports_a_bad_suite_in_one_line(write_suite, tmp_path) -> None:
     suite = write_suite(samplers=["prior", "vamp"])
     proc = latentzoo("benchmark", str(suite), cwd=tmp_path)

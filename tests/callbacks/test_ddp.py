@@ -24,6 +24,7 @@ def run_script(out: Path, *args: object) -> Any:
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow  # two DDP processes, about 10 s
 def test_two_processes_match_one(tmp_path: Path) -> None:
     out = tmp_path / "ddp.json"
     two = run_script(out, tmp_path / "cache2")
@@ -35,6 +36,7 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
     assert one[0] == pytest.approx(one[1], nan_ok=True)  # cache read back gives the same values
 
 
+@pytest.mark.slow  # two DDP processes, about 9 s
 def test_end_of_fit_evaluation_under_two_processes_matches_one(tmp_path: Path) -> None:
     # max_epochs=1 with every_n_epochs=5: the evaluation at the end of fit is the only one, and
     # it runs its collectives on both ranks (a hang here would time out).

@@ -102,6 +102,7 @@ def check_agreement(tmp_path: Path, n: int, paths: tuple[bool, ...]) -> None:
         assert float(fid.compute()) == pytest.approx(expected, rel=1e-3), f"cpu_fast={cpu_fast}"
 
 
+@pytest.mark.slow  # Inception on 32 images, twice, about 23 s
 def test_features_and_fid_agree_with_reference_on_32_images(tmp_path: Path) -> None:
     check_agreement(tmp_path, 16, paths=(True,))  # the CPU path, ~20 s here
 

@@ -18,6 +18,7 @@ SCRIPT = Path(__file__).with_name("ddp_train_script.py")
 MODELS = ("WAEGP", "LMGAE", "TwoStageVAE", "VAEGAN")
 
 
+@pytest.mark.slow  # two DDP processes, four models, about 10 s
 def test_two_processes_train_every_manual_optimization_model(tmp_path: Path) -> None:
     proc = run_python(SCRIPT, tmp_path, pythonpath=[ROOT / "tests"], timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -35,6 +35,7 @@ def state_step(path: Path) -> int:
     return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
 
 
+@pytest.mark.slow  # four fits through the CLI, about 30 s
 @pytest.mark.parametrize("case", list(CASES))
 def test_fit_with_a_prior_then_load_and_sample(case: str, tmp_path: Path) -> None:
     args, prior_cls = CASES[case]

@@ -75,6 +75,7 @@ def test_broken_plugin_warns_and_the_zoo_survives(clean_registry, tmp_path, monk
     assert "VAE" in names and "PluginVAE" not in names
 
 
+@pytest.mark.slow  # an install-free plugin fit, about 18 s
 def test_plugin_model_trains_from_the_cli(tmp_path) -> None:
     root = write_plugin(tmp_path / "site", PLUGIN)
     env = {"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}

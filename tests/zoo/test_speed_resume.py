@@ -89,9 +89,15 @@ def test_todays_checkpoint_resumes_with_the_switches_on_and_back(tmp_path: Path)
     fast = load(tmp_path / "fast" / "last.ckpt")
     assert fast["hyper_parameters"] == saved["hyper_parameters"]  # no setting leaks in
 
-    plain = VAE.load_from_checkpoint(tmp_path / "fast" / "last.ckpt")  # and back to today's
+    loaded = VAE.load_from_checkpoint(tmp_path / "fast" / "last.ckpt")  # at the defaults
+    plain = build(VAE)  # and back to the step before: NCHW, the same values
+    plain.speed = BEFORE
+    plain.configure_model()
+    plain.load_state_dict(fast["state_dict"])
     for name, value in plain.state_dict().items():
         assert value.is_contiguous() and torch.equal(value, fast["state_dict"][name]), name
+        assert torch.equal(loaded.state_dict()[name], value), name
+    assert not loaded.encoder.features[2].weight.is_contiguous()  # channels_last, as it trained
 
 
 def test_the_finite_loss_guard_stops_at_the_bad_step_with_the_switches_on(tmp_path: Path) -> None:
