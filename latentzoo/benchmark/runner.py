@@ -155,7 +155,8 @@ def run_cells(suite: Suite, cells: list[Cell], out: Path, options: RunOptions) -
         bar.set_postfix_str(cell.name)
         outcome = _run_cell(files, suite, options, evaluators)
         outcomes.append(outcome)
-        took = f" in {outcome.wall_s:.0f} s" if outcome.wall_s else ""
+        timed = outcome.wall_s and "scored" not in outcome.action  # a scored one says it itself
+        took = f" in {outcome.wall_s:.0f} s" if timed else ""
         tqdm.write(f"{cell.name}: {outcome.action}{took}{outcome.detail}")
     scored = [o.cell for o in outcomes if "scored" in o.action]
     measure_floors(
@@ -211,6 +212,6 @@ def _run_cell(
     except Exception as err:  # one cell's scoring must not end the run: the rest go on
         reason = (str(err).splitlines() or [type(err).__name__])[0][:300]
         return Outcome(files.cell, "scoring failed", wall, f": {type(err).__name__}: {reason}")
-    return Outcome(
-        files.cell, f"{action}, scored", wall, f" (scoring {time.perf_counter() - start:.0f} s)"
-    )
+    trained = f"training {wall:.0f} s, " if wall else ""
+    took = f" ({trained}scoring {time.perf_counter() - start:.0f} s)"
+    return Outcome(files.cell, f"{action}, scored", wall, took)

@@ -49,7 +49,7 @@ def samples_from_standard_normal(model: AutoencoderModule) -> bool:
     (
         MetricKey("h2", ("sampler",), "higher", "H2, class diversity [nats]"),
         MetricKey("classes_covered", ("sampler",), "higher", "classes covered"),
-        MetricKey("distance_bound", ("sampler",), None, "class-distance bound"),
+        MetricKey("distance_bound", ("sampler",), None, "class-distance bound", plotted=True),
     ),
     needs=("evaluator",),
 )
@@ -181,7 +181,7 @@ class DiversityCallback(PeriodicEvaluation):
 @register_model_metric(
     "class_radius",
     (
-        MetricKey("class_radius", (), None, "class radius"),
+        MetricKey("class_radius", (), None, "class radius", plotted=True),
         MetricKey("class_radius_unresolved", (), "lower", "class radius: share unresolved"),
     ),
     needs=("evaluator",),

@@ -180,8 +180,8 @@ def gated_posterior(
     "holes",
     (
         MetricKey("holes", (), "lower", "holes (prior mass)"),
-        MetricKey("kl_prior_agg", (), "lower", "KL(p || q) [nats]"),
-        MetricKey("kl_agg_prior", (), "lower", "KL(q || p) [nats]"),
+        MetricKey("kl_prior_agg", (), "lower", "KL(p ‖ q) [nats]"),
+        MetricKey("kl_agg_prior", (), "lower", "KL(q ‖ p) [nats]"),
         MetricKey("offdiag_cov", (), None, "mean |off-diagonal covariance| of the codes"),
         MetricKey("intrinsic_dim", (), None, "intrinsic dimension of the codes"),
         MetricKey("intrinsic_dim_prior", (), None, "intrinsic dimension of prior draws"),
