@@ -92,3 +92,11 @@ def test_metric_against_the_grid(tmp_path) -> None:
     assert ax.get_ylabel() == "FID, pixels features (lower is better)"
     assert any(len(c.lines) for c in ax.containers)  # error bars: the seeds' spread
     assert ax.get_title()
+
+
+def test_titles_name_the_prior_where_it_is_not_the_standard_normal() -> None:
+    from latentzoo.zoo import VAE, FlowPrior
+
+    assert VAE(data_shape=(16,)).display_name == "VAE"
+    flow = VAE(data_shape=(16,), prior=FlowPrior(num_layers=2))
+    assert flow.display_name == "VAE with a FlowPrior prior"

@@ -271,7 +271,7 @@ class HolesCallback(PeriodicEvaluation):
         if codes is None or prior is None or holes is None:
             return
         title = (
-            f"Holes of {type(model).__name__}: {float(holes.double().mean()):.1%} of the prior "
+            f"Holes of {model.display_name}: {float(holes.double().mean()):.1%} of the prior "
             f"in holes\n({len(codes):,} codes, {len(prior):,} prior draws, {stage} step "
             f"{trainer.global_step})"
         )

@@ -81,7 +81,7 @@ def evaluate(
         extra: list[Callback] = []
         if pictures is not None:
             path = pictures / f"samples_{sampler}.png"
-            title = f"{type(model).__name__}: samples from the {sampler} sampler (seed {spec.seed})"
+            title = f"{model.display_name}: samples from the {sampler} sampler (seed {spec.seed})"
             extra.append(SampleFigure(path, spec.seed, title))
             results.pictures[f"samples_{sampler}"] = path
         sampler_cb = LatentSampler(kind=sampler, seed=spec.seed,

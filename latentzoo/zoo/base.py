@@ -284,6 +284,13 @@ class AutoencoderModule(L.LightningModule):
         speed_up(self, self.speed, self.compiled_nets)
 
     @property
+    def display_name(self) -> str:
+        """The model in a picture's title: its class, and its prior where that is not N(0, I)."""
+        prior = type(self.prior).__name__
+        name = type(self).__name__
+        return name if prior == "StandardNormal" else f"{name} with a {prior} prior"
+
+    @property
     def input_memory_format(self) -> torch.memory_format:
         """The layout the datamodules give this model's batches on the device."""
         return self.speed.memory_format(self.data_shape)

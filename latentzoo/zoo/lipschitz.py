@@ -17,8 +17,8 @@ Clipping concerns f, the map omega measures: by default (``clip_modules="mean"``
 and biases of the linear and convolutional layers that compute the posterior mean, not the
 decoder, not batch-norm scales (a scale clamped from 1 to 0.3 shrinks activations without
 bounding the layer's slope, gamma / sqrt(var_batch + eps)), not the log-variance rows of the
-encoder's head. ``encoder`` clips every encoder parameter, ``all`` the decoder's too (the default
-before issue 16, with which docs/benchmarks' priors run measured the Lipschitz VAE).
+encoder's head. ``encoder`` clips every encoder parameter, ``all`` the decoder's too (the earlier
+default, with which an earlier run of the priors suite measured the Lipschitz VAE).
 omega is a sum over the b/2 pairs of a batch, so lambda's effect grows with the batch size.
 """
 

@@ -29,7 +29,7 @@ open those the decoder needs; c_t snaps m to {0, 1}. A dimension is active when 
   those two *losses* by 1/5 (MA:388-390), which RMSProp undoes within ~50 steps (0.21x the step
   right after, 0.95x 50 steps later); the intended lasting drop is implemented instead.
 
-``recipe="latentzoo"``, issue 11's variant, tuned on CPU-sized runs (tens of epochs):
+``recipe="latentzoo"``, latentzoo's own variant, tuned on CPU-sized runs (tens of epochs):
 
 * R the decoder's NLL and V = sum_j (1 - m_j) Var_batch[e_j], lambda_v = 1, weighted by the
   likelihood's precision 1 / Var[x | z]; R_M = ||x - D(m e)||^2 / 2, beta = 3, C(W) = W: L_AE is

@@ -1,7 +1,7 @@
 """The recipes of WAE-GP and LMGAE side by side: one table of constants per recipe.
 
 ``authors``: MaskAAE_MNIST.py (arnabkmondal/MaskAAE @ e508d96, cited MA:line), the LMGAE paper's
-code, with ``--mask_on 0`` for WAE-GP. ``latentzoo``: issue 11's variant, tuned on CPU-sized runs.
+code, with ``--mask_on 0`` for WAE-GP. ``latentzoo``: latentzoo's own variant, tuned on CPU-sized runs.
 Each is a function of the latent dimension M (the authors' schedules are). The models read these
 tables (:mod:`latentzoo.zoo.wae_gp`, :mod:`latentzoo.zoo.lmgae`); an argument left at None takes
 the value here. docs/models/wae_gp_lmgae.md lists every departure with its reason.
@@ -77,7 +77,7 @@ def authors_recipe(latent_dim: int) -> WAEGPRecipe:
 
 
 def latentzoo_recipe(latent_dim: int) -> WAEGPRecipe:
-    """latentzoo's LMGAE variant (issue 11), mask off."""
+    """latentzoo's LMGAE variant, mask off."""
     return WAEGPRecipe(
         critic_lr=5e-4,  # as fast as the auto-encoder: see the module docstring
         generator_lr=None,
@@ -146,7 +146,7 @@ def lmgae_authors(latent_dim: int) -> LMGAERecipe:
 
 
 def lmgae_latentzoo(latent_dim: int) -> LMGAERecipe:
-    """WAE-GP's latentzoo constants and issue 11's mask (see :mod:`latentzoo.zoo.lmgae`)."""
+    """WAE-GP's latentzoo constants and latentzoo's mask (see :mod:`latentzoo.zoo.lmgae`)."""
     return LMGAERecipe(
         **vars(latentzoo_recipe(latent_dim)),
         mask_lr=1e-2,

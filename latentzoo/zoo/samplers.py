@@ -65,7 +65,7 @@ class GaussianMixture(LatentDensity):
     An EM iteration over N codes of D dims costs O(K N D^2), all of it in matmuls against the
     codes' D (D + 1) / 2 products y_i y_j, computed once per fit: (N, T) @ (T, K) for the E step's
     quadratic forms and (K, N) @ (N, T) for the M step's second moments, with no (N, K, D)
-    temporaries and nothing solved per code (the code before issue 11 did, ~20x slower).
+    temporaries and nothing solved per code (an earlier version did, ~20x slower).
 
     Args:
         dim: Code dimension (0: set when the sampler is bound to a model).
