@@ -1,7 +1,7 @@
 """The recipes of WAE-GP and LMGAE side by side: one table of constants per recipe.
 
 ``authors``: MaskAAE_MNIST.py (arnabkmondal/MaskAAE @ e508d96, cited MA:line), the LMGAE paper's
-code, with ``--mask_on 0`` for WAE-GP. ``latentzoo``: latentzoo's own variant, tuned on CPU-sized runs.
+code, with ``--mask_on 0`` for WAE-GP. ``latentzoo``: latentzoo's variant, tuned on CPU runs.
 Each is a function of the latent dimension M (the authors' schedules are). The models read these
 tables (:mod:`latentzoo.zoo.wae_gp`, :mod:`latentzoo.zoo.lmgae`); an argument left at None takes
 the value here. docs/models/wae_gp_lmgae.md lists every departure with its reason.

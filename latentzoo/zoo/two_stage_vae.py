@@ -17,7 +17,7 @@ aggregated posterior does match N(0, I) (Theorem 2 with r = kappa = latent_dim);
   stage 2 of 3 x 1024 ReLU layers with its input concatenated before the output heads
   (:class:`~latentzoo.zoo.nets.SkipMLP`); Adam at 1e-4 for both stages, gamma at the nets' rate,
   halved every 150 (stage 1) and 300 (stage 2) epochs; the noise added when sampling.
-* ``latentzoo`` (before the authors' recipe became the default): stage 2 of 2 x 256 LeakyReLU layers, no skip; Adam at 1e-3,
+* ``latentzoo`` (the earlier default): stage 2 of 2 x 256 LeakyReLU layers, no skip; Adam at 1e-3,
   gamma at 1e-2 (it lags the reconstruction error at 1e-3), constant; the decoder's mean.
 
 Both give stage 2 twice stage 1's epochs unless told (the authors' 400 and 800).

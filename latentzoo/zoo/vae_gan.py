@@ -25,7 +25,7 @@ The recipes (:mod:`latentzoo.zoo.vae_gan_recipes`) differ in the GAN terms and a
   cost -log(Dis(x)) or -log(1 - Dis(x_p)) falls below 0.68 - 0.35, the decoder when one rises
   above 0.68 + 0.35 (both step if both would skip); deeppy's RMSProp (decay 0.9) with weight
   decay 1e-5, lr 0.025 / 64 annealed to 1e-5 / 64 as 1 - (epoch / epochs)^0.75.
-* ``latentzoo`` (latentzoo's VAE-GAN before the authors' recipe became the default): fakes x~ and x_p, 1 : 1 : 1, exact BCE;
+* ``latentzoo`` (latentzoo's earlier default): fakes x~ and x_p, 1 : 1 : 1, exact BCE;
   the non-saturating -log Dis(.); gamma 1e-2; Dis_l the last hidden layer after its batch norm
   and LeakyReLU, in one batch [x; x~; x_p] with the GAN term; no gating; PyTorch's RMSProp at
   3e-4 constant.

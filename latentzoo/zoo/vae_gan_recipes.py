@@ -2,7 +2,7 @@
 
 ``authors``: andersbll/autoencoding_beyond_pixels @ 24aa0f2 (``model/aegan.py``, cited AG:line;
 ``aegan.py``, TR:line) on deeppy @ 8cb658b. ``latentzoo``: the VAE-GAN latentzoo had before
-the authors' recipe (the paper's Algorithm 1 as commonly transcribed, non-saturating). Each GAN-terms
+the authors' recipe (Algorithm 1 as commonly transcribed, non-saturating). Each GAN-terms
 function is a direct transcription of one code's losses, given the discriminator split at its
 similarity layer Dis_l (:class:`SplitDiscriminator`); :class:`~latentzoo.zoo.VAEGAN` reads the
 table. docs/models/vae_gan_two_stage_samplers.md lists every departure with its reason.

@@ -28,7 +28,7 @@ and the encoder matched to p(z) as in Tolstikhin et al. 2018 (WAE-GAN):
 
 ``update="folded"`` trains L_AE + lambda L_G in the auto-encoder's one step, with no generator
 phase: Tolstikhin et al.'s Algorithm 2 form with a WGAN-GP critic, neither paper's algorithm (it
-is what ``WAEGP`` was before the authors' recipe became the default, and what its older checkpoints hold). c's scale then sets
+is the earlier ``WAEGP``, and what its older checkpoints hold). c's scale then sets
 reconstruction against the critic term: ``decoder_sigma`` 0.1 weighed it 50x more than 1.0 and
 gave FID 60-79 and holes near 1 on the latent-dim suite, hence the default 1.0 (the separate
 updates do not depend on it: RMSProp undoes a loss's scale).
