@@ -50,13 +50,16 @@ def _extractors(suite: Suite) -> list[str]:  # every cell's, in order
     return list(dict.fromkeys(e for c in suite.cells for e in c.metrics.extractors))
 
 
-def _headline(suite: Suite, rows: list[Row]) -> list[str]:
+def _headline(suite: Suite, rows: list[Row], headline: bool = True) -> list[str]:
     """The table's columns, in the registry's order: the keys with a direction (lower or higher
-    is better) and the plotted ones; every other number is in ``results.csv``."""
+    is better) and the plotted ones; with ``headline=False`` every other declared key (a
+    diagnostic, a plug-in's number without a direction), shown in a second table."""
     names, extractors = metric_names(rows), _extractors(suite)
     keyed = {n: split_column(n, extractors)[0] for n in names}
     declared = key_info()
-    shown = [k for k, info in declared.items() if info.better is not None or info.plotted]
+    shown = [
+        k for k, info in declared.items() if (info.better is not None or info.plotted) == headline
+    ]
     return [n for key in shown for n in names if keyed[n] == key]
 
 
@@ -133,8 +136,10 @@ def _marks(suite: Suite, rows: list[Row], column: str) -> list[str]:
     return marks
 
 
-def _table(suite: Suite, rows: list[Row]) -> tuple[list[str], list[list[str]]]:
-    cols = _headline(suite, rows)
+def _table(
+    suite: Suite, rows: list[Row], headline: bool = True
+) -> tuple[list[str], list[list[str]]]:
+    cols = _headline(suite, rows, headline)
     rows = [r for r in rows if any(r.stats.get(c, (None, None))[0] is not None for c in cols)]
     head = ["model", *(_short_key(k) for k in suite.grid_keys), "sampler", "seeds"]
     head += [_header(suite, c) for c in cols]
@@ -168,12 +173,27 @@ def write_report(
 ) -> None:
     """``report.md`` and ``report.html``; paths relative to ``out`` (no machine's path)."""
     head, body = _table(suite, rows)
+    other_head, other_body = _table(suite, rows, headline=False)
     meta = suite_header(suite)
     rel = lambda p: p.relative_to(out).as_posix()  # noqa: E731
     prefix = f"{out}/"
     failed = {c: why.replace(prefix, "") for c, why in failed.items()}
     missing = [m.replace(prefix, "") for m in missing]
     legend = column_legend(suite, _headline(suite, rows))
+    other = []
+    if other_body:
+        other = [
+            "## Other numbers",
+            "",
+            "The declared numbers without a direction (diagnostics, a plug-in's own scale).",
+            "",
+            "| " + " | ".join(other_head) + " |",
+            "|" + "---|" * len(other_head),
+            *("| " + " | ".join(b) + " |" for b in other_body),
+            "",
+            *column_legend(suite, _headline(suite, rows, headline=False)),
+            "",
+        ]
     md = [
         f"# Benchmark `{suite.name}`",
         "",
@@ -192,6 +212,7 @@ def write_report(
         "Every metric, with its std over seeds, is in `results.csv` / `results.json`; paths "
         "below are relative to this report's folder.",
         "",
+        *other,
     ]
     if suite.recipes:
         md += ["## Recipes", "", *(f"- **{m}**: {r}" for m, r in suite.recipes.items()), ""]
@@ -201,7 +222,8 @@ def write_report(
         md += ["## Against the grid", "", *(f"![{p.stem}]({rel(p)})" for p in figures.plots), ""]
     md += _problems(failed, missing, lambda s: f"`{s}`")
     (out / "report.md").write_text("\n".join(md))
-    (out / "report.html").write_text(_html(suite, head, body, figures, meta, failed, missing))
+    tables = [(head, body)] + ([(other_head, other_body)] if other_body else [])
+    (out / "report.html").write_text(_html(suite, tables, figures, meta, failed, missing))
 
 
 def _problems(failed: dict[str, str], missing: list[str], code: Any) -> list[str]:
@@ -223,17 +245,18 @@ def _img(path: Path, caption: str) -> str:
 
 def _html(
     suite: Suite,
-    head: list[str],
-    body: list[list[str]],
+    tables: list[tuple[list[str], list[list[str]]]],
     figures: Figures,
     meta: dict[str, Any],
     failed: dict[str, str],
     missing: list[str],
 ) -> str:
     e = html.escape
-    table = "<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"
-    table += "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in b) + "</tr>" for b in body)
-    table += "</table>"
+
+    def table(head: list[str], body: list[list[str]]) -> str:
+        rows = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in b) + "</tr>" for b in body)
+        return f"<table><tr>{''.join(f'<th>{e(h)}</th>' for h in head)}</tr>{rows}</table>"
+
     info = "".join(
         f"<li><b>{e(k)}</b>: <code>{e(str(v))}</code></li>"
         for k, v in meta.items()
@@ -243,8 +266,9 @@ def _html(
         f"<h1>Benchmark {e(suite.name)}</h1>",
         f"<p>{e(suite.description)}</p>",
         f"<ul>{info}</ul>",
-        table,
+        table(*tables[0]),
         f"<p>{e(SPREAD_LEGEND)}</p>",
+        *(f"<h2>Other numbers</h2>{table(*t)}" for t in tables[1:]),
         "<h2>Samples</h2><div class='row'>",
         *(_img(p, k) for k, p in figures.samples.items()),
         "</div>",
