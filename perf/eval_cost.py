@@ -3,7 +3,7 @@ aggregated-posterior holes metric at N = 60,000 encodings, M = 10,000 prior samp
 
     python perf/eval_cost.py --data FashionMNIST --extractor domain \
         --evaluator evaluators/FashionMNIST.ckpt
-    python perf/eval_cost.py --data Synthetic --extractor pixels
+    python perf/eval_cost.py --data Synthetic --extractor pixels --out eval_cost.json
     python perf/eval_cost.py --inception-speed 40 --rounds 3
 
 The FID rows time ``FIDCallback.evaluate`` (sample, extract, FID + KID + reconstruction FID) on
@@ -11,18 +11,25 @@ an untrained VAE: first with an empty cache (real features are extracted and sav
 fresh callback that reads the cache. ``--inception-speed N`` instead times Inception features of
 N real Fashion-MNIST images (random ones without the data) on the export as it ships
 (``cpu_fast=False``, what every CPU run did before) and on the CPU path, interleaved round by
-round, with the ratio per round and the largest feature difference. Never run by CI.
+round, with the ratio per round and the largest feature difference. ``--out`` writes every number
+printed as JSON. Never run by CI.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import shlex
 import statistics
+import sys
 import tempfile
 import time
+from typing import Any
 
 import lightning as L
 import torch
+from measure import device_name
 
 from latentzoo.callbacks import FIDCallback
 from latentzoo.datamodules import FashionMNIST, InMemoryDataModule, Synthetic
@@ -63,7 +70,7 @@ def time_holes(n: int, m: int, d: int) -> float:
     return time.perf_counter() - start
 
 
-def inception_speed(n: int, rounds: int) -> None:
+def inception_speed(n: int, rounds: int) -> dict[str, Any]:
     try:
         x = FashionMNIST().load_split(train=False)[0][:n].float() / 255  # (n, 1, 28, 28)
     except FileNotFoundError:
@@ -91,6 +98,28 @@ def inception_speed(n: int, rounds: int) -> None:
         + " ".join(f"{r:.2f}" for r in ratios)
     )
     print(f"  {'largest feature difference':<40} {diff:8.1e} of the largest feature")
+    return {"images": n, "seconds": times, "images_per_s": rate, "speedup_rounds": ratios,
+            "speedup": statistics.median(ratios), "max_diff_vs_export": diff}  # fmt: skip
+
+
+def fid_and_holes(args: argparse.Namespace) -> dict[str, Any]:
+    """Seconds of the FID evaluation without and with the cache, and of the holes metric."""
+    dm = FashionMNIST() if args.data == "FashionMNIST" else Synthetic(num_train=20_000)
+    with tempfile.TemporaryDirectory() as cache:
+        cold = time_fid(dm, args, cache)
+        warm = time_fid(dm, args, cache)
+    print(
+        f"\nFID evaluation ({args.data}, {args.extractor}, {args.num_samples} samples, "
+        f"{args.num_real} real):"
+    )
+    print(f"  {'no cache (real features extracted)':<40} {cold:8.2f} s")
+    print(f"  {'cached real statistics':<40} {warm:8.2f} s   ({cold / warm:.2f}x faster)")
+    n, m, d = args.holes
+    t = time_holes(n, m, d)
+    print(f"\nholes metric, N={n}, M={m}, d={d} (Gaussian posteriors, {m} draws of q):")
+    print(f"  {'hole_stats':<40} {t:8.2f} s")
+    return {"fid_seconds": {"no_cache": cold, "cached": warm}, "cache_speedup": cold / warm,
+            "holes_seconds": t}  # fmt: skip
 
 
 def main() -> None:
@@ -106,26 +135,22 @@ def main() -> None:
     )
     parser.add_argument("--inception-speed", type=int, default=0, metavar="N")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default=None, help="JSON file of every number printed")
     args = parser.parse_args()
-    if args.inception_speed:
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
-        inception_speed(args.inception_speed, args.rounds)
-        return
-    dm = FashionMNIST() if args.data == "FashionMNIST" else Synthetic(num_train=20_000)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
-    with tempfile.TemporaryDirectory() as cache:
-        cold = time_fid(dm, args, cache)
-        warm = time_fid(dm, args, cache)
-    print(
-        f"\nFID evaluation ({args.data}, {args.extractor}, {args.num_samples} samples, "
-        f"{args.num_real} real):"
-    )
-    print(f"  {'no cache (real features extracted)':<40} {cold:8.2f} s")
-    print(f"  {'cached real statistics':<40} {warm:8.2f} s   ({cold / warm:.2f}x faster)")
-    n, m, d = args.holes
-    t = time_holes(n, m, d)
-    print(f"\nholes metric, N={n}, M={m}, d={d} (Gaussian posteriors, {m} draws of q):")
-    print(f"  {'hole_stats':<40} {t:8.2f} s")
+    results: dict[str, Any] = {
+        "command": shlex.join(sys.argv), "device": device_name(torch.device("cpu")),
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "date": datetime.date.today().isoformat(), "args": vars(args),
+    }  # fmt: skip
+    if args.inception_speed:
+        results.update(inception_speed(args.inception_speed, args.rounds))
+    else:
+        results.update(fid_and_holes(args))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -8,10 +8,10 @@ component and both steps as matmuls against the codes' pairwise products y_i y_j
 fits start from the same k-means initialisation and run exactly ``--iters`` EM iterations
 (``tol=-inf``), so the speed-up is per EM iteration; the rounds interleave the two, and each
 round prints both times, their ratio and the absolute difference of the final mean
-log-likelihoods. Never run by CI::
+log-likelihoods; ``--out`` writes them all as JSON, after every round. Never run by CI::
 
     PYTHONPATH=. python perf/gmm_fit.py                  # N=55000, D=16, K=10, full
-    PYTHONPATH=. python perf/gmm_fit.py --codes codes.pt --rounds 3 --iters 50
+    PYTHONPATH=. python perf/gmm_fit.py --codes codes.pt --rounds 3 --iters 50 --out gmm.json
 
 ``--codes`` reads a saved (N, D) tensor of codes (``torch.save(mu, "codes.pt")``); without it
 the codes are drawn from a random K-component mixture.
@@ -20,11 +20,17 @@ the codes are drawn from a random K-component mixture.
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import math
+import shlex
 import statistics
+import sys
 import time
+from typing import Any
 
 import torch
+from measure import device_name
 from torch import Tensor
 
 from latentzoo.zoo.samplers import GaussianMixture
@@ -110,7 +116,39 @@ def timed_fit(
     return seconds, float(gmm.log_prob(codes).mean())
 
 
-def main() -> None:
+def measure(codes: Tensor, args: argparse.Namespace) -> None:
+    """``args.rounds`` rounds of both fits, printed and, with ``--out``, written after each."""
+    results: dict[str, Any] = {
+        "command": shlex.join(sys.argv), "device": device_name(torch.device("cpu")),
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "date": datetime.date.today().isoformat(), "args": vars(args),
+        "codes_shape": list(codes.shape), "seconds": {"per_code": [], "batched": []},
+        "mean_log_lik": {"per_code": [], "batched": []}, "log_lik_abs_diff": [], "speedup": [],
+    }  # fmt: skip
+    seconds, log_lik, ratios = results["seconds"], results["mean_log_lik"], results["speedup"]
+    for r in range(args.rounds):
+        old_s, old_ll = timed_fit(PerCodeGaussianMixture, codes, args)
+        new_s, new_ll = timed_fit(GaussianMixture, codes, args)
+        ratios.append(old_s / new_s)
+        print(
+            f"round {r}: per-code {old_s:8.2f} s  batched {new_s:7.3f} s  speed-up "
+            f"{ratios[-1]:6.1f}x  mean log-lik {new_ll:.10f} (|diff| {abs(new_ll - old_ll):.1e})"
+        )
+        seconds["per_code"].append(old_s)
+        seconds["batched"].append(new_s)
+        log_lik["per_code"].append(old_ll)
+        log_lik["batched"].append(new_ll)
+        results["log_lik_abs_diff"].append(abs(new_ll - old_ll))
+        results["median_speedup"] = statistics.median(ratios)
+        if args.out:  # after every round: a run stopped by a time limit keeps the rounds done
+            with open(args.out, "w") as f:
+                json.dump(results, f, indent=1)
+    print(f"median speed-up over {args.rounds} round(s): {statistics.median(ratios):.1f}x")
+    if args.out:
+        print(f"wrote {args.out}")
+
+
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=55_000, help="synthetic codes (Fashion-MNIST's train)")
     p.add_argument("--dim", type=int, default=16, help="synthetic code dimension")
@@ -121,7 +159,12 @@ def main() -> None:
     p.add_argument("--codes", help="a saved (N, D) tensor of codes instead of synthetic ones")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic codes")
-    args = p.parse_args()
+    p.add_argument("--out", default=None, help="JSON file of every round's numbers")
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     codes = (
@@ -133,16 +176,7 @@ def main() -> None:
         f"N={len(codes)} D={codes.shape[1]} K={args.k} {args.covariance}, {args.iters} EM "
         f"iterations per fit, {torch.get_num_threads()} threads"
     )
-    ratios = []
-    for r in range(args.rounds):
-        old_s, old_ll = timed_fit(PerCodeGaussianMixture, codes, args)
-        new_s, new_ll = timed_fit(GaussianMixture, codes, args)
-        ratios.append(old_s / new_s)
-        print(
-            f"round {r}: per-code {old_s:8.2f} s  batched {new_s:7.3f} s  speed-up "
-            f"{ratios[-1]:6.1f}x  mean log-lik {new_ll:.10f} (|diff| {abs(new_ll - old_ll):.1e})"
-        )
-    print(f"median speed-up over {args.rounds} round(s): {statistics.median(ratios):.1f}x")
+    measure(codes, args)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ foreach|fused``, ``compile=off|default|reduce-overhead|max-autotune-no-cudagraph
 ``precision=32-true|bf16-mixed``, ``threads=N``, ``batch=N``; ``NAME:`` alone is the default step.
 
     python perf/speed.py --steps 50 --rounds 3 --out speed.json     # before, channels_last, default
-    python perf/speed.py --models VAE WAEGP --variant today: --variant cl:channels_last \\
-        --variant cl_compiled:channels_last,compile=default
+    python perf/speed.py --models VAE WAEGP \\
+        --variant before:channels_last=false,optimizer=default \\
+        --variant default: --variant compiled:compile=default
     python perf/speed.py --variant b128: --variant b256:batch=256 --variant t1:threads=1
     python perf/speed.py --device cuda --variant eager: --variant compiled:compile=default \\
         --variant graphs:compile=reduce-overhead --variant bf16:precision=bf16-mixed
@@ -67,7 +68,7 @@ from latentzoo.zoo import AutoencoderModule, create_model, list_models
 from latentzoo.zoo.speed import SpeedSettings, speed_up
 
 DEFAULT_VARIANTS = [
-    "before:channels_last=false,optimizer=default",  # the step before issue 17
+    "before:channels_last=false,optimizer=default",  # NCHW, torch's default optimizer loop
     "channels_last:channels_last=true,optimizer=default",
     "default:",  # SpeedSettings(): channels_last and the fused (or foreach) optimizer kernels
 ]

@@ -14,32 +14,45 @@ whose load changes during the benchmark still gives a fair ratio.
   ``ToTensor`` through a ``DataLoader`` (one PIL image per sample, then a collate).
 
 It also times the two data paths alone (iterate, convert, no model). Prints images/s, the median
-over rounds, and the ratios. Needs Debian's ``dataset-fashion-mnist`` or the IDX files under
-``--data-dir``.
+over rounds, and the ratios; ``--out`` writes them as JSON, after every round. Needs Debian's
+``dataset-fashion-mnist`` or the IDX files under ``--data-dir``.
 
-    python perf/throughput.py --steps 200 --rounds 3
+    python perf/throughput.py --steps 200 --rounds 3 --out throughput.json
     python perf/throughput.py --precision bf16-mixed
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import gzip
+import json
+import shlex
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
+from measure import device_name
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from latentzoo.callbacks import FiniteLossGuard, LastCheckpoint
 from latentzoo.datamodules import FashionMNIST
 from latentzoo.zoo import VAE
+
+RATIOS = {  # label: (numerator, denominator), both names of runs
+    "latentzoo / plain loop": ("latentzoo", "plain"),
+    "latentzoo CLI / plain loop": ("latentzoo CLI", "plain"),
+    "latentzoo / torchvision loop": ("latentzoo", "torchvision"),
+    "data path latentzoo / torchvision": ("data: latentzoo", "data: torchvision"),
+}
 
 
 class StepTimer(L.Callback):
@@ -142,7 +155,32 @@ def torchvision_root(data: FashionMNIST, tmp: str) -> str:
     return tmp
 
 
-def main() -> None:
+def summarize(rates: dict[str, list[float]]) -> dict[str, Any]:
+    """Median and max images/s of every run, and each ratio in every round and its median."""
+    table = [
+        {"run": name, "images_per_s": statistics.median(v), "max_images_per_s": max(v)}
+        for name, v in rates.items()
+    ]
+    ratios = {}
+    for label, (a, b) in RATIOS.items():
+        per_round = [x / y for x, y in zip(rates[a], rates[b], strict=True)]
+        ratios[label] = {"of": [a, b], "median": statistics.median(per_round), "rounds": per_round}
+    return {"table": table, "ratios": ratios}
+
+
+def print_summary(summary: dict[str, Any], args: argparse.Namespace) -> None:
+    print(f"\nVAE on Fashion-MNIST, batch {args.batch_size}, {args.steps} steps, "
+          f"precision {args.precision}, {torch.get_num_threads()} threads, "
+          f"median over {args.rounds} rounds")  # fmt: skip
+    for row in summary["table"]:
+        print(f"  {row['run']:<18} {row['images_per_s']:>12,.0f} img/s   "
+              f"(max {row['max_images_per_s']:,.0f})")  # fmt: skip
+    for label, ratio in summary["ratios"].items():
+        rounds = " ".join(f"{r:.3f}" for r in ratio["rounds"])
+        print(f"  {label:<34} {ratio['median']:8.3f}   rounds: {rounds}")
+
+
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--steps", type=int, default=200, help="timed steps per measurement")
     p.add_argument("--warmup", type=int, default=20)
@@ -150,11 +188,20 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
     p.add_argument("--data-dir", default="data")
-    args = p.parse_args()
+    p.add_argument("--out", default=None, help="JSON file of every round's numbers and the medians")
+    return p.parse_args()
 
+
+def main() -> None:
+    args = parse_args()
     data = FashionMNIST(data_dir=args.data_dir, batch_size=args.batch_size)
     data.setup("fit")
-    results: dict[str, list[float]] = {}
+    rates: dict[str, list[float]] = {}
+    results: dict[str, Any] = {
+        "command": shlex.join(sys.argv), "device": device_name(torch.device("cpu")),
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "date": datetime.date.today().isoformat(), "args": vars(args), "images_per_s": rates,
+    }  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         root = torchvision_root(data, tmp)
         runs: dict[str, Callable[[], float]] = {
@@ -172,25 +219,16 @@ def main() -> None:
         }  # fmt: skip
         for r in range(args.rounds):
             for name, fn in runs.items():
-                results.setdefault(name, []).append(fn())
-                print(f"round {r + 1}/{args.rounds}  {name:<18} {results[name][-1]:>10,.0f} img/s",
+                rates.setdefault(name, []).append(fn())
+                print(f"round {r + 1}/{args.rounds}  {name:<18} {rates[name][-1]:>10,.0f} img/s",
                       flush=True)  # fmt: skip
-
-    print(f"\nVAE on Fashion-MNIST, batch {args.batch_size}, {args.steps} steps, "
-          f"precision {args.precision}, {torch.get_num_threads()} threads, "
-          f"median over {args.rounds} rounds")  # fmt: skip
-    for name, v in results.items():
-        print(f"  {name:<18} {statistics.median(v):>12,.0f} img/s   (max {max(v):,.0f})")
-    ratios = {
-        "latentzoo / plain loop": ("latentzoo", "plain"),
-        "latentzoo CLI / plain loop": ("latentzoo CLI", "plain"),
-        "latentzoo / torchvision loop": ("latentzoo", "torchvision"),
-        "data path latentzoo / torchvision": ("data: latentzoo", "data: torchvision"),
-    }
-    for label, (a, b) in ratios.items():
-        per_round = [x / y for x, y in zip(results[a], results[b], strict=True)]
-        rounds = " ".join(f"{r:.3f}" for r in per_round)
-        print(f"  {label:<34} {statistics.median(per_round):8.3f}   rounds: {rounds}")
+            results.update(summarize(rates))
+            if args.out:  # after every round: a run stopped by a time limit keeps the rounds done
+                with open(args.out, "w") as f:
+                    json.dump(results, f, indent=1)
+    print_summary(results, args)
+    if args.out:
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

