@@ -141,13 +141,14 @@ def _table(
 ) -> tuple[list[str], list[list[str]]]:
     cols = _headline(suite, rows, headline)
     rows = [r for r in rows if any(r.stats.get(c, (None, None))[0] is not None for c in cols)]
-    head = ["model", *(_short_key(k) for k in suite.grid_keys), "sampler", "seeds"]
+    keys = [k for k in suite.grid_keys if any(k in r.grid for r in rows)]  # none all-dash
+    head = ["model", *(_short_key(k) for k in keys), "sampler", "seeds"]
     head += [_header(suite, c) for c in cols]
     marks = {c: _marks(suite, rows, c) for c in cols}
     body = [
         [
             r.model,
-            *(str(r.grid.get(k, "—")) for k in suite.grid_keys),
+            *(str(r.grid.get(k, "—")) for k in keys),
             r.sampler,
             str(r.n_seeds),
             *(_cell(r.stats.get(c, (None, None)), marks[c][i]) for c in cols),

@@ -116,9 +116,23 @@ def metric_names(rows: list[Row]) -> list[str]:
     return list(dict.fromkeys(k for r in rows for k in r.stats))
 
 
+def extractor_conventions(rows: list[Row], out: Path) -> dict[str, list[str]]:
+    """Extractor -> the distinct conventions its scored cells record (layer, resize, the domain
+    evaluator's test accuracy), in the order first seen."""
+    seen: dict[str, dict[str, None]] = {}
+    for row in rows:
+        for cell in row.cells:
+            score = read_json(CellFiles(cell, out).scores(row.sampler)) or {}
+            for name, info in score.get("protocol", {}).get("extractors", {}).items():
+                if info.get("convention"):
+                    seen.setdefault(name, {})[info["convention"]] = None
+    return {name: list(conventions) for name, conventions in seen.items()}
+
+
 def write_results(suite: Suite, rows: list[Row], out: Path, failed: list[str]) -> None:
     """``results.csv`` (``#`` comment lines, then the table) and ``results.json``."""
     header, names = suite_header(suite), metric_names(rows)
+    header["extractor_conventions"] = extractor_conventions(rows, out)
     grid_keys = suite.grid_keys
     buf = io.StringIO()
     for key, value in header.items():

@@ -168,3 +168,35 @@ def test_the_floor_row_comes_first_and_ties_with_the_best_are_marked(tmp_path) -
     # within its spread, WAE gmm (8.5 +- 1) does not; the floor is never a candidate.
     assert "| VAE | gmm | 3 | ≈ 4 ± 0 |" in md and "| WAE | gmm | 3 | 8.5 ± 1 |" in md
     assert "| real data | train vs test | 1 | 0.5 |" in md
+
+
+def test_report_drops_grid_columns_no_scored_row_sets_and_shows_undirected_numbers(
+    tmp_path,
+) -> None:
+    """A grid key only an unscored point sets (a partial run) makes no all-dash column; a number
+    without a direction (KID's subset std) gets a table of its own rather than none; the
+    extractors' conventions the cells recorded reach results.json."""
+    grid = [
+        {"name": "small", "model.init_args.latent_dim": 1},
+        {"name": "long", "model.init_args.latent_dim": 2, "trainer.max_epochs": 3},
+    ]
+    suite = parse_suite({**copy.deepcopy(TINY_SUITE), "grid": grid, "samplers": ["prior"]})
+    scored = [c for c in suite.cells if c.point == "small"]
+    assert scored and len(scored) < len(suite.cells)
+    for cell in scored:
+        files = CellFiles(cell, tmp_path)
+        write_json(files.trained, {"wall_s": 1.0})
+        pixels = {"source": "/a/b", "convention": "raw"}
+        write_json(files.scores("prior"), {
+            "extractors": ["pixels"], "num_samples": 200, "num_real": 200,
+            "metrics": {"fid_pixels": 2.0, "kid_std_pixels": 0.25},
+            "protocol": {"extractors": {"pixels": pixels}}})  # fmt: skip
+    assemble(suite, tmp_path, None)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["extractor_conventions"] == {"pixels": ["raw"]}  # the words, not the path
+    md = (tmp_path / "report.md").read_text()
+    headers = [ln for ln in md.splitlines() if ln.startswith("| model |")]
+    assert len(headers) == 2  # the headline table and the other numbers
+    assert all("model latent_dim" in h and "max_epochs" not in h for h in headers)
+    assert "## Other numbers" in md and "KID std over subsets (pixels)" in headers[1]
+    assert "| VAE | 1 | prior | 1 | 0.25 |" in md
