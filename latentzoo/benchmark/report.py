@@ -158,6 +158,11 @@ def _table(
     return head, body
 
 
+def _md_row(cells: list[str]) -> str:
+    """A markdown table row; a ``|`` inside a cell (``mean |off-diagonal cov.|``) escaped."""
+    return "| " + " | ".join(c.replace("|", r"\|") for c in cells) + " |"
+
+
 def _short_key(key: str) -> str:
     """A grid key as a column name: ``data.init_args.latent_dim`` -> ``data latent_dim``."""
     head, tail = key.split(".", 1)[0], key.rsplit(".", 1)[-1]
@@ -188,9 +193,9 @@ def write_report(
             "",
             "The declared numbers without a direction (diagnostics, a plug-in's own scale).",
             "",
-            "| " + " | ".join(other_head) + " |",
+            _md_row(other_head),
             "|" + "---|" * len(other_head),
-            *("| " + " | ".join(b) + " |" for b in other_body),
+            *(_md_row(b) for b in other_body),
             "",
             *column_legend(suite, _headline(suite, rows, headline=False)),
             "",
@@ -202,9 +207,9 @@ def write_report(
         "",
         *(f"- **{k}**: `{v}`" for k, v in meta.items() if k not in ("suite", "description")),
         "",
-        "| " + " | ".join(head) + " |",
+        _md_row(head),
         "|" + "---|" * len(head),
-        *("| " + " | ".join(b) + " |" for b in body),
+        *(_md_row(b) for b in body),
         "",
         SPREAD_LEGEND,
         "",

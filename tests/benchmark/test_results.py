@@ -189,7 +189,7 @@ def test_report_drops_grid_columns_no_scored_row_sets_and_shows_undirected_numbe
         pixels = {"source": "/a/b", "convention": "raw"}
         write_json(files.scores("prior"), {
             "extractors": ["pixels"], "num_samples": 200, "num_real": 200,
-            "metrics": {"fid_pixels": 2.0, "kid_std_pixels": 0.25},
+            "metrics": {"fid_pixels": 2.0, "kid_std_pixels": 0.25, "offdiag_cov": 0.5},
             "protocol": {"extractors": {"pixels": pixels}}})  # fmt: skip
     assemble(suite, tmp_path, None)
     results = json.loads((tmp_path / "results.json").read_text())
@@ -200,3 +200,12 @@ def test_report_drops_grid_columns_no_scored_row_sets_and_shows_undirected_numbe
     assert all("model latent_dim" in h and "max_epochs" not in h for h in headers)
     assert "## Other numbers" in md and "KID std over subsets (pixels)" in headers[1]
     assert "| VAE | 1 | prior | 1 | 0.25 |" in md
+    for table in re.findall(r"(?:^\|.*\n)+", md, flags=re.M):  # one cell count per table
+        counts = {len(re.findall(r"(?<!\\)\|", line)) for line in table.splitlines()}
+        assert len(counts) == 1, table
+
+
+def test_a_pipe_in_a_label_does_not_split_a_markdown_cell() -> None:
+    from latentzoo.benchmark.report import _md_row
+
+    assert _md_row(["mean |x| of z", "1"]) == r"| mean \|x\| of z | 1 |"
