@@ -87,6 +87,13 @@ def test_metric_against_the_grid(tmp_path) -> None:
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "y = n" in labels  # the reference the active dimensions are read against
     assert any("m = 2n" in t for t in labels)  # lines follow the ratio m / n, not a raw m
+    assert "dotted: m of the line" in labels  # the m = 2n line's m, drawn once in the legend
+    dotted = [ln for ln in ax.get_lines() if ln.get_linestyle() == ":"]
+    assert len(dotted) == len(TINY_SUITE["models"])  # m = 2n lines only: m = n is y = n
+    assert all(list(ln.get_ydata()) == [2.0, 4.0] for ln in dotted)  # m = 2n at n = 1, 2
+    (dashed,) = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    x_ref, y_ref = dashed.get_data()
+    assert list(x_ref) == list(y_ref)  # y = n, at every point drawn
     fid = figures["plot_fid_pixels_vs_model-init_args-latent_dim"]
     (ax,) = fid.axes
     assert ax.get_ylabel() == "FID, pixels features (lower is better)"

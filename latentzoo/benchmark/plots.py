@@ -6,7 +6,8 @@ direction is better; the grid key as "latent dimensions of the model, m"). Where
 key moves with the plotted one (the latent-dim suite's m = n, 2n, 4n), lines follow the ratio
 (``m = 2n``) rather than a raw value, so no line joins points of different ratios. The active
 dimensions get the references they are read against: y = n against the data's dimension, y = m
-against the model's (every dimension open) and, along a line of fixed ratio, the data's n.
+against the model's (every dimension open) and, dotted along a line of fixed ratio, its other
+dimension (the data's n on the m axis, the model's m on the n axis).
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def grid_figures(suite: Suite, rows: list[Row]) -> list[tuple[str, Figure]]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     rows = [r for r in rows if r.sampler == suite.samplers[0] and r.cells]
     numeric = [
@@ -124,6 +126,7 @@ def grid_figures(suite: Suite, rows: list[Row]) -> list[tuple[str, Figure]]:
             xs_all = [x for pts in lines.values() for x, _, _ in pts]
             log_x = min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 8
             markers = "osD^v<>ph*"
+            references: list[str] = []  # lines that drew their other dimension
             for i, (label, points) in enumerate(lines.items()):
                 points.sort()
                 shift = 1 + 0.03 * (i - (len(lines) - 1) / 2)  # no point hides another
@@ -132,12 +135,17 @@ def grid_figures(suite: Suite, rows: list[Row]) -> list[tuple[str, Figure]]:
                                     marker=markers[i % len(markers)], capsize=3, label=label,
                                     linewidth=1.2, markersize=5)  # fmt: skip
                 ratio = ratios[label]
-                if key == "active_dims" and ratio and x_key in SYMBOL:
-                    ref = [x / ratio for x, _, _ in points]  # the data's n along this line
-                    ax.plot(xs, ref, ":", color=drawn[0].get_color(), linewidth=1)
+                if key == "active_dims" and ratio and ratio != 1 and x_key in SYMBOL:
+                    # the line's other dimension (m on the n axis, n on the m axis) at each x
+                    ref = [x * ratio for x, _, _ in points]
+                    other = "m" if SYMBOL[x_key] == "n" else "n"
+                    dotted = f"dotted: {other} of the line" if not references else None
+                    references.append(label)
+                    ax.plot(xs, ref, ":", color=drawn[0].get_color(), linewidth=1, label=dotted)
             if key == "active_dims" and x_key in SYMBOL:
                 lo, hi = min(xs_all), max(xs_all)
-                grid = [lo, hi] if not log_x else [lo * 0.9, hi * 1.1]
+                lo, hi = (lo * 0.9, hi * 1.1) if log_x else (lo, hi)
+                grid = np.geomspace(lo, hi, 50) if log_x else np.array([lo, hi])  # straight on log
                 symbol = SYMBOL[x_key]
                 ax.plot(grid, grid, "--", color="0.4", linewidth=1, label=f"y = {symbol}")
             if log_x:
