@@ -18,18 +18,14 @@ printed as JSON. Never run by CI.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 from typing import Any
 
 import lightning as L
 import torch
-from measure import device_name
+from measure import run_record, write_record
 
 from latentzoo.callbacks import FIDCallback
 from latentzoo.datamodules import FashionMNIST, InMemoryDataModule, Synthetic
@@ -138,18 +134,13 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="JSON file of every number printed")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
-    results: dict[str, Any] = {
-        "command": shlex.join(sys.argv), "device": device_name(torch.device("cpu")),
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "date": datetime.date.today().isoformat(), "args": vars(args),
-    }  # fmt: skip
+    results = run_record(args, torch.device("cpu"))
     if args.inception_speed:
         results.update(inception_speed(args.inception_speed, args.rounds))
     else:
         results.update(fid_and_holes(args))
+    write_record(args.out, results)
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=1)
         print(f"wrote {args.out}")
 
 

@@ -20,17 +20,13 @@ the codes are drawn from a random K-component mixture.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import math
-import shlex
 import statistics
-import sys
 import time
 from typing import Any
 
 import torch
-from measure import device_name
+from measure import run_record, write_record
 from torch import Tensor
 
 from latentzoo.zoo.samplers import GaussianMixture
@@ -119,9 +115,7 @@ def timed_fit(
 def measure(codes: Tensor, args: argparse.Namespace) -> None:
     """``args.rounds`` rounds of both fits, printed and, with ``--out``, written after each."""
     results: dict[str, Any] = {
-        "command": shlex.join(sys.argv), "device": device_name(torch.device("cpu")),
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "date": datetime.date.today().isoformat(), "args": vars(args),
+        **run_record(args, torch.device("cpu")),
         "codes_shape": list(codes.shape), "seconds": {"per_code": [], "batched": []},
         "mean_log_lik": {"per_code": [], "batched": []}, "log_lik_abs_diff": [], "speedup": [],
     }  # fmt: skip
@@ -140,9 +134,7 @@ def measure(codes: Tensor, args: argparse.Namespace) -> None:
         log_lik["batched"].append(new_ll)
         results["log_lik_abs_diff"].append(abs(new_ll - old_ll))
         results["median_speedup"] = statistics.median(ratios)
-        if args.out:  # after every round: a run stopped by a time limit keeps the rounds done
-            with open(args.out, "w") as f:
-                json.dump(results, f, indent=1)
+        write_record(args.out, results)
     print(f"median speed-up over {args.rounds} round(s): {statistics.median(ratios):.1f}x")
     if args.out:
         print(f"wrote {args.out}")

@@ -9,6 +9,8 @@
   the training loader's batches epoch after epoch, for the plain loop.
 - :class:`RandomImages`: Fashion-MNIST's shape and sizes as uniform random ``uint8`` images held
   in memory, so no data file is needed (the nets' cost does not depend on the pixels).
+- :func:`run_record` and :func:`write_record`: the head of a script's ``--out`` JSON (its
+  command, machine, torch, threads, date and arguments) and the file, rewritten as rounds end.
 - :func:`plain_step`: one training batch of a zoo model without Lightning: the model's own loss
   functions, optimizers and hooks (``optimizer_step`` for the one-optimizer models, the phases
   with their repeats, ``after_step``, ``begin_batch``/``end_batch`` and each phase's parameters
@@ -17,7 +19,12 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import datetime
+import json
+import shlex
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -79,6 +86,23 @@ def device_name(device: torch.device) -> str:
             if line.startswith("model name"):
                 return f"{line.split(':', 1)[1].strip()}, {torch.get_num_threads()} threads"
     return f"CPU, {torch.get_num_threads()} threads"
+
+
+def run_record(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """The head of a script's results: its command line, machine, torch, threads, date, args."""
+    return {
+        "command": shlex.join(sys.argv), "device": device_name(device),
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "date": datetime.date.today().isoformat(), "args": vars(args),
+    }  # fmt: skip
+
+
+def write_record(path: str | None, results: dict[str, Any]) -> None:
+    """``results`` as JSON at ``path`` (nothing without one); called after every round, so a
+    run stopped by a time limit keeps the rounds done."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(results, f, indent=1)
 
 
 def peaks(device: torch.device, n: int) -> dict[str, float]:

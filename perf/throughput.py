@@ -24,13 +24,9 @@ over rounds, and the ratios; ``--out`` writes them as JSON, after every round. N
 from __future__ import annotations
 
 import argparse
-import datetime
 import gzip
-import json
-import shlex
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -39,7 +35,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from measure import device_name
+from measure import run_record, write_record
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
@@ -198,9 +194,7 @@ def main() -> None:
     data.setup("fit")
     rates: dict[str, list[float]] = {}
     results: dict[str, Any] = {
-        "command": shlex.join(sys.argv), "device": device_name(torch.device("cpu")),
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "date": datetime.date.today().isoformat(), "args": vars(args), "images_per_s": rates,
+        **run_record(args, torch.device("cpu")), "images_per_s": rates,
     }  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         root = torchvision_root(data, tmp)
@@ -223,9 +217,7 @@ def main() -> None:
                 print(f"round {r + 1}/{args.rounds}  {name:<18} {rates[name][-1]:>10,.0f} img/s",
                       flush=True)  # fmt: skip
             results.update(summarize(rates))
-            if args.out:  # after every round: a run stopped by a time limit keeps the rounds done
-                with open(args.out, "w") as f:
-                    json.dump(results, f, indent=1)
+            write_record(args.out, results)
     print_summary(results, args)
     if args.out:
         print(f"wrote {args.out}")
