@@ -242,3 +242,16 @@ def test_the_docs_speak_of_the_code_not_of_its_history(doc: Path) -> None:
     """A reader has no issue tracker: no "issue 12", "the issue", "the slides"."""
     found = re.findall(r"\bissue \d+|\bthe issue\b|\bslides\b", doc.read_text(), flags=re.I)
     assert not found, f"{doc_id(doc)}: {found}"
+
+
+MACHINE_PATH = re.compile(r"(?<![\w.])/(?:work|root|home|tmp|check)/")
+
+
+def test_no_doc_or_results_file_carries_a_machine_path() -> None:
+    """Commands and paths in docs and their results files are relative to the repository."""
+    files = [p for p in [ROOT / "README.md", *(ROOT / "docs").rglob("*")]
+             if p.suffix in (".md", ".json", ".csv", ".yaml", ".py")]  # fmt: skip
+    assert files
+    found = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in files
+             for m in MACHINE_PATH.finditer(p.read_text())]  # fmt: skip
+    assert not found, found

@@ -138,7 +138,8 @@ def _marks(suite: Suite, rows: list[Row], column: str) -> list[str]:
 
 def _table(
     suite: Suite, rows: list[Row], headline: bool = True
-) -> tuple[list[str], list[list[str]]]:
+) -> tuple[list[str], list[str], list[list[str]]]:
+    """The columns (results keys), the header in words and the body of one table."""
     cols = _headline(suite, rows, headline)
     rows = [r for r in rows if any(r.stats.get(c, (None, None))[0] is not None for c in cols)]
     keys = [k for k in suite.grid_keys if any(k in r.grid for r in rows)]  # none all-dash
@@ -155,7 +156,7 @@ def _table(
         ]
         for i, r in enumerate(rows)
     ]
-    return head, body
+    return cols, head, body
 
 
 def _md_row(cells: list[str]) -> str:
@@ -178,14 +179,14 @@ def write_report(
     missing: list[str],
 ) -> None:
     """``report.md`` and ``report.html``; paths relative to ``out`` (no machine's path)."""
-    head, body = _table(suite, rows)
-    other_head, other_body = _table(suite, rows, headline=False)
+    cols, head, body = _table(suite, rows)
+    other_cols, other_head, other_body = _table(suite, rows, headline=False)
     meta = suite_header(suite)
     rel = lambda p: p.relative_to(out).as_posix()  # noqa: E731
     prefix = f"{out}/"
     failed = {c: why.replace(prefix, "") for c, why in failed.items()}
     missing = [m.replace(prefix, "") for m in missing]
-    legend = column_legend(suite, _headline(suite, rows))
+    legend = column_legend(suite, cols)
     other = []
     if other_body:
         other = [
@@ -197,7 +198,7 @@ def write_report(
             "|" + "---|" * len(other_head),
             *(_md_row(b) for b in other_body),
             "",
-            *column_legend(suite, _headline(suite, rows, headline=False)),
+            *column_legend(suite, other_cols),
             "",
         ]
     md = [
