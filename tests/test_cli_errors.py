@@ -48,14 +48,18 @@ def assert_one_line_error(output: str, *expected: str) -> None:
     [
         (["--model.latent_dim", "0"],
          ["--model VAE: latent_dim must be >= 1, got 0", "latentzoo fit --model.help VAE"]),
-        (["--model", "BetaVAE", "--model.beta", "-1"],
-         ["--model BetaVAE: beta, gamma and capacity_max must be >= 0, got -1.0"]),
-        (["--data.batch_size", "0"],
-         ["--data Synthetic: batch_size must be >= 1, got 0", "--data.help Synthetic"]),
+        pytest.param(["--model", "BetaVAE", "--model.beta", "-1"],
+                     ["--model BetaVAE: beta, gamma and capacity_max must be >= 0, got -1.0"],
+                     marks=pytest.mark.slow),  # each case a CLI subprocess, about 6 s
+        pytest.param(["--data.batch_size", "0"],
+                     ["--data Synthetic: batch_size must be >= 1, got 0", "--data.help Synthetic"],
+                     marks=pytest.mark.slow),
         (["--model", "VAEE"],
          ["--model VAEE: no such model; did you mean VAE", "WAEGP", "latentzoo models"]),
-        (["--model.latent_dims", "8"],
-         ["--model.latent_dims is not an argument of VAE; did you mean --model.latent_dim?"]),
+        pytest.param(["--model.latent_dims", "8"],
+                     ["--model.latent_dims is not an argument of VAE; did you mean "
+                      "--model.latent_dim?"],
+                     marks=pytest.mark.slow),
     ],
 )  # fmt: skip
 def test_argument_errors_are_one_sentence_with_exit_status_2(

@@ -73,6 +73,7 @@ def test_kill_9_at_a_random_step_then_resume_ends_with_the_uninterrupted_weights
         )
 
 
+@pytest.mark.slow  # a CLI fit in a subprocess, about 6 s
 def test_last_ckpt_is_the_last_state_when_the_monitored_metric_stops_improving(
     tmp_path: Path,
 ) -> None:
@@ -86,6 +87,7 @@ def test_last_ckpt_is_the_last_state_when_the_monitored_metric_stops_improving(
     assert f"last.ckpt (step {3 * BATCHES_PER_EPOCH}, end of epoch 2)" in proc.stdout
 
 
+@pytest.mark.slow  # a CLI fit in a subprocess, about 6 s
 def test_a_diverging_run_stops_with_exit_1_and_keeps_a_finite_last_ckpt(tmp_path: Path) -> None:
     proc = latentzoo(tmp_path, "fit", *SMALL, "--trainer.max_epochs", "3", "--model.lr", "1e6",
                      "--last.every_n_steps", "1", check=False)  # fmt: skip
@@ -108,6 +110,7 @@ def test_a_nan_in_the_data_names_the_step_and_the_terms(tmp_path: Path) -> None:
     assert load(last_ckpts(tmp_path)[0])["global_step"] == 8  # weights before the bad step
 
 
+@pytest.mark.slow  # a CLI fit in a subprocess, about 6 s
 def test_an_exploding_but_finite_loss_stops_too(tmp_path: Path) -> None:
     proc = latentzoo(tmp_path, "fit", *SMALL, "--trainer.max_epochs", "1",
                      "--model.decoder_sigma", "1e-12", check=False)  # fmt: skip
@@ -147,6 +150,7 @@ def test_ctrl_c_saves_last_ckpt_and_nothing_else(tmp_path: Path) -> None:
     assert load(folder / "last.ckpt")["global_step"] >= best  # saved at the interrupt
 
 
+@pytest.mark.slow  # a CLI fit in a subprocess, about 6 s
 def test_sigterm_in_training_keeps_a_finite_last_ckpt_and_says_how_to_resume(
     tmp_path: Path,
 ) -> None:
@@ -174,6 +178,7 @@ def test_sigterm_in_training_keeps_a_finite_last_ckpt_and_says_how_to_resume(
     assert written and all(0 <= json.loads(w.read_text())["val/holes"] <= 1 for w in written)
 
 
+@pytest.mark.slow  # two DDP processes, about 10 s
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="needs torch.distributed")
 def test_two_process_ddp_fit_through_the_cli_exits_0(tmp_path: Path) -> None:
     proc = latentzoo(tmp_path, "fit", *SMALL, "--trainer.max_epochs", "1",

@@ -35,6 +35,7 @@ def latentzoo(*args: str, cwd: Path) -> AbstractContextManager[subprocess.Popen[
     )  # fmt: skip
 
 
+@pytest.mark.slow  # a CLI run in a subprocess, about 7 s
 def test_one_epoch_fit_prints_the_callbacks_values_though_none_was_due(tmp_path: Path) -> None:
     with latentzoo("fit", *SMALL, *HOLES, *CSV, "--trainer.max_epochs", "1", cwd=tmp_path) as proc:
         out, err = proc.communicate(timeout=300)
@@ -47,6 +48,7 @@ def test_one_epoch_fit_prints_the_callbacks_values_though_none_was_due(tmp_path:
     assert float(printed.group(1)) == pytest.approx(holes, rel=1e-5)
 
 
+@pytest.mark.slow  # a CLI run in a subprocess, about 7 s
 def test_ctrl_c_in_a_slow_evaluation_keeps_the_values_already_computed(tmp_path: Path) -> None:
     with latentzoo("test", *SMALL, *HOLES, *CSV, "--trainer.callbacks+=sleeping.Sleep",
                    cwd=tmp_path) as proc:  # fmt: skip
@@ -69,6 +71,7 @@ def test_ctrl_c_in_a_slow_evaluation_keeps_the_values_already_computed(tmp_path:
     assert "test/holes" in csv_header and "test/slept" not in csv_header
 
 
+@pytest.mark.slow  # a CLI run in a subprocess, about 7 s
 def test_sigterm_in_a_slow_evaluation_of_fit_keeps_the_values_and_a_finite_last_ckpt(
     tmp_path: Path,
 ) -> None:

@@ -120,6 +120,7 @@ def test_inception_cost_message_extrapolates_the_measured_rate() -> None:
     assert "num_samples" in message and "extractor=domain" in message  # what makes it cheaper
 
 
+@pytest.mark.slow  # an Inception-sized CPU extraction, about 11 s
 def test_inception_on_cpu_says_once_how_long_it_will_take(
     random_inception_weights: Path, tiny_images, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
