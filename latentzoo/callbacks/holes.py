@@ -22,7 +22,12 @@ Logged (``stage`` is ``val`` or ``test``):
 
 Everything is measured in the space the decoder reads: a model that gates its latent coordinates
 (``model.latent_usage()``, LMGAE's mask) has its codes and its prior draws multiplied by the same
-gate, so a closed coordinate is 0 in both and makes no hole, and every model's numbers compare.
+gate (:func:`open_gate`), so a closed coordinate is 0 in both and makes no hole, and every
+model's numbers compare. A coordinate the model counts as closed (``used_latent_dims()``; LMGAE:
+m_j < 0.1) is 0 even where its gate entry is not exactly 0: the estimate does not depend on a
+coordinate's scale, so an entry of 1e-5 over codes whose spread has shrunk (what LMGAE's variance
+penalty does to the dimensions it closes) would read as a collapsed direction and put the whole
+prior in holes, though the decoder reads 1e-5 of it.
 Under DDP each rank encodes its share; :class:`AggregatedPosteriorHoles` gathers the posteriors,
 every rank computes the same numbers, and rank 0 alone draws the picture.
 """
@@ -49,7 +54,14 @@ from latentzoo.zoo import AutoencoderModule
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["HolesCallback", "gated_posterior", "holes_figure", "holes_plot", "prior_sampler"]
+__all__ = [
+    "HolesCallback",
+    "gated_posterior",
+    "holes_figure",
+    "holes_plot",
+    "open_gate",
+    "prior_sampler",
+]
 
 
 def _pca_basis(codes: Tensor) -> tuple[Tensor, Tensor]:
@@ -150,6 +162,21 @@ def holes_figure(
     return figure_to_image(holes_plot(codes, prior, holes, title, max_points))
 
 
+def open_gate(model: AutoencoderModule) -> Tensor | None:
+    """The gate the holes are measured through, (latent_dim,), or None for an ungated model:
+    ``model.latent_usage()``, 0 outside ``model.used_latent_dims()`` (the coordinates the model
+    counts as open), detached."""
+    gate = model.latent_usage()
+    if gate is None:
+        return None
+    gate, used = gate.detach(), model.used_latent_dims()
+    if used is None:
+        return gate
+    kept = torch.zeros_like(gate)
+    kept[used] = gate[used]
+    return kept
+
+
 def prior_sampler(model: AutoencoderModule, gate: Tensor | None = None) -> PriorSampler:
     """Draws of ``model.sample_prior`` times ``gate`` ((latent_dim,), or None: ungated), seeded
     from the generator; training's RNG is left alone."""
@@ -247,13 +274,11 @@ class HolesCallback(PeriodicEvaluation):
     ) -> dict[str, Tensor]:
         """Encode this rank's share of ``split`` and compute (collective) the statistics."""
         self.metric.to(model.device)
-        gate = model.latent_usage()  # (latent_dim,) or None; the same on every rank
-        if gate is not None:
-            gate = gate.detach()
-            if not bool((gate > 0).any()):
-                rank_zero_warn(f"{type(model).__name__} gates every latent dimension shut; holes "
-                               "not measured")  # fmt: skip
-                return {}
+        gate = open_gate(model)  # (latent_dim,) or None; the same on every rank
+        if gate is not None and not bool((gate > 0).any()):
+            rank_zero_warn(f"{type(model).__name__} counts every latent dimension closed; holes "
+                           "not measured")  # fmt: skip
+            return {}
         for x in self.real_batches(trainer, model, self.split, self.num_encodings, self.batch_size):
             mu, logvar = model.posterior(x)  # (B, d), (B, d) or None
             self.metric.update(*gated_posterior(mu, logvar, gate))

@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from latentzoo.callbacks import HolesCallback
-from latentzoo.callbacks.holes import gated_posterior, holes_figure, prior_sampler
+from latentzoo.callbacks.holes import gated_posterior, holes_figure, open_gate, prior_sampler
 from latentzoo.datamodules import Synthetic
 from latentzoo.metrics.holes import hole_stats
 from latentzoo.zoo import LMGAE, VAE
@@ -89,6 +89,52 @@ def test_a_closed_dimension_makes_no_holes_once_both_sides_are_gated() -> None:
     gated = hole_stats(gated_posterior(mu, None, gate)[0], None, 2000, 2000, prior_sample=prior)[0]
     assert float(ungated["holes"]) > 0.99
     assert float(gated["holes"]) < 0.01
+
+
+def test_a_coordinate_the_model_counts_closed_is_zero_whatever_its_gate_entry(
+    tmp_path: Path,
+) -> None:
+    """LMGAE's count says m_j < 0.1 is closed; the holes see such a coordinate as 0 on both
+    sides, also where m_j is 1e-5 and not 0."""
+    model = LMGAE(data_shape=(16,), latent_dim=6, width=4)
+    with torch.no_grad():
+        model.mask_param.copy_(torch.tensor([5.0, 5.0, 1e-5, 5.0, 0.05, 0.0]))
+    mask = model.mask.detach()
+    assert 0 < float(mask[2]) < 1e-4 and 0 < float(mask[4]) < model.mask_threshold
+    gate = open_gate(model)
+    assert gate is not None
+    torch.testing.assert_close(gate, mask * torch.tensor([1.0, 1, 0, 1, 0, 0]))
+    assert open_gate(VAE(data_shape=(16,), latent_dim=2, width=4)) is None
+    data = Synthetic(latent_dim=3, data_dim=16, num_train=300, num_test=100, val_size=50)
+    cb = HolesCallback(num_prior=200, num_reference=40, picture=False)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[cb], default_root_dir=tmp_path)  # fmt: skip
+    trainer.test(model, data, verbose=False)
+    prior = cb.metric.last_prior
+    assert prior is not None
+    assert bool((prior[:, [2, 4, 5]] == 0).all()) and bool((prior[:, [0, 1, 3]] != 0).all())
+
+
+def test_a_tiny_gate_entry_over_shrunk_codes_would_read_as_holes_everywhere() -> None:
+    """Why a coordinate counted closed is zeroed: the estimate does not depend on a coordinate's
+    scale, so a gate of 1e-5 over codes of spread 0.02 (a dimension LMGAE's variance penalty
+    closed) reads as a collapsed direction; zeroed, the codes that fill the prior in their open
+    dimensions read no holes."""
+    gen = torch.Generator().manual_seed(1)
+    mu = torch.randn(2000, 4, generator=gen, dtype=torch.float64)
+    mu[:, 2] *= 0.02
+    soft = torch.tensor([1.0, 1.0, 1e-5, 1.0], dtype=torch.float64)
+    zeroed = torch.tensor([1.0, 1.0, 0.0, 1.0], dtype=torch.float64)
+
+    def stats(gate: torch.Tensor) -> float:
+        def prior(n: int, g: torch.Generator) -> torch.Tensor:
+            return torch.randn(n, 4, generator=g, dtype=torch.float64) * gate
+
+        codes = gated_posterior(mu, None, gate)[0]
+        return float(hole_stats(codes, None, 2000, 2000, prior_sample=prior)[0]["holes"])
+
+    assert stats(soft) > 0.8
+    assert stats(zeroed) < 0.01
 
 
 def test_gated_posterior_of_a_stochastic_encoder_is_exactly_zero_where_closed() -> None:
