@@ -23,11 +23,11 @@ Logged (``stage`` is ``val`` or ``test``):
 Everything is measured in the space the decoder reads: a model that gates its latent coordinates
 (``model.latent_usage()``, LMGAE's mask) has its codes and its prior draws multiplied by the same
 gate (:func:`open_gate`), so a closed coordinate is 0 in both and makes no hole, and every
-model's numbers compare. A coordinate the model counts as closed (``used_latent_dims()``; LMGAE:
-m_j < 0.1) is 0 even where its gate entry is not exactly 0: the estimate does not depend on a
-coordinate's scale, so an entry of 1e-5 over codes whose spread has shrunk (what LMGAE's variance
-penalty does to the dimensions it closes) would read as a collapsed direction and put the whole
-prior in holes, though the decoder reads 1e-5 of it.
+model's numbers compare. An entry below a tenth of the gate's largest is 0 even where it is not
+exactly 0: the estimate does not depend on a coordinate's scale, so an entry of 1e-5 over codes
+whose spread has shrunk (what LMGAE's variance penalty does to the dimensions it closes) would
+read as a collapsed direction and put most of the prior in holes, though the decoder reads 1e-5
+of it.
 Under DDP each rank encodes its share; :class:`AggregatedPosteriorHoles` gathers the posteriors,
 every rank computes the same numbers, and rank 0 alone draws the picture.
 """
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "READ_SHARE",
     "HolesCallback",
     "gated_posterior",
     "holes_figure",
@@ -162,19 +163,24 @@ def holes_figure(
     return figure_to_image(holes_plot(codes, prior, holes, title, max_points))
 
 
+READ_SHARE = 0.1  # a gate entry below this share of the largest one counts as 0
+
+
 def open_gate(model: AutoencoderModule) -> Tensor | None:
     """The gate the holes are measured through, (latent_dim,), or None for an ungated model:
-    ``model.latent_usage()``, 0 outside ``model.used_latent_dims()`` (the coordinates the model
-    counts as open), detached."""
+    ``model.latent_usage()`` with every entry below ``READ_SHARE`` times its largest entry set to
+    0, detached.
+
+    Relative, not absolute: the decoder's first layer is linear in the gated code, so it reads a
+    gate up to a common scale (an LMGAE whose whole mask shrank below its 0.1 count threshold,
+    the decoder's weights grown to match, still reads its largest entries); an entry 10x below
+    the largest is one it does not rely on. For a mask of 0s and 1s this is LMGAE's own count.
+    """
     gate = model.latent_usage()
     if gate is None:
         return None
-    gate, used = gate.detach(), model.used_latent_dims()
-    if used is None:
-        return gate
-    kept = torch.zeros_like(gate)
-    kept[used] = gate[used]
-    return kept
+    gate = gate.detach()
+    return torch.where(gate >= READ_SHARE * gate.max(), gate, torch.zeros_like(gate))
 
 
 def prior_sampler(model: AutoencoderModule, gate: Tensor | None = None) -> PriorSampler:
@@ -276,7 +282,7 @@ class HolesCallback(PeriodicEvaluation):
         self.metric.to(model.device)
         gate = open_gate(model)  # (latent_dim,) or None; the same on every rank
         if gate is not None and not bool((gate > 0).any()):
-            rank_zero_warn(f"{type(model).__name__} counts every latent dimension closed; holes "
+            rank_zero_warn(f"{type(model).__name__} gates every latent dimension shut; holes "
                            "not measured")  # fmt: skip
             return {}
         for x in self.real_batches(trainer, model, self.split, self.num_encodings, self.batch_size):

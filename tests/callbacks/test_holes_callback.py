@@ -91,16 +91,17 @@ def test_a_closed_dimension_makes_no_holes_once_both_sides_are_gated() -> None:
     assert float(gated["holes"]) < 0.01
 
 
-def test_a_coordinate_the_model_counts_closed_is_zero_whatever_its_gate_entry(
-    tmp_path: Path,
+@pytest.mark.parametrize("scale", [1.0, 0.03])  # a 0/1 mask, and one shrunk as a whole
+def test_a_gate_entry_below_a_tenth_of_the_largest_is_zero_on_both_sides(
+    scale: float, tmp_path: Path
 ) -> None:
-    """LMGAE's count says m_j < 0.1 is closed; the holes see such a coordinate as 0 on both
-    sides, also where m_j is 1e-5 and not 0."""
+    """Entries of 1e-5 and 0.05 (x scale) beside entries near 1 (x scale) are 0 for the holes,
+    codes and prior draws alike; the rest keep their value."""
     model = LMGAE(data_shape=(16,), latent_dim=6, width=4)
+    mask = torch.tensor([0.99, 0.99, 1e-5, 0.99, 0.05, 0.0]) * scale
     with torch.no_grad():
-        model.mask_param.copy_(torch.tensor([5.0, 5.0, 1e-5, 5.0, 0.05, 0.0]))
-    mask = model.mask.detach()
-    assert 0 < float(mask[2]) < 1e-4 and 0 < float(mask[4]) < model.mask_threshold
+        model.mask_param.copy_(-torch.log1p(-mask))  # m = 1 - exp(-v)
+    torch.testing.assert_close(model.mask.detach(), mask)
     gate = open_gate(model)
     assert gate is not None
     torch.testing.assert_close(gate, mask * torch.tensor([1.0, 1, 0, 1, 0, 0]))
@@ -113,28 +114,40 @@ def test_a_coordinate_the_model_counts_closed_is_zero_whatever_its_gate_entry(
     prior = cb.metric.last_prior
     assert prior is not None
     assert bool((prior[:, [2, 4, 5]] == 0).all()) and bool((prior[:, [0, 1, 3]] != 0).all())
+    model.eval()
+    with torch.no_grad():
+        codes = gated_posterior(*model.posterior(data.train_set.x), gate)[0]
+    expected, _, _ = hole_stats(
+        codes, None, num_prior=200, num_reference=40, prior_sample=prior_sampler(model, gate)
+    )
+    assert float(trainer.callback_metrics["test/holes"]) == pytest.approx(float(expected["holes"]))
 
 
-def test_a_tiny_gate_entry_over_shrunk_codes_would_read_as_holes_everywhere() -> None:
-    """Why a coordinate counted closed is zeroed: the estimate does not depend on a coordinate's
-    scale, so a gate of 1e-5 over codes of spread 0.02 (a dimension LMGAE's variance penalty
-    closed) reads as a collapsed direction; zeroed, the codes that fill the prior in their open
+def test_a_tiny_gate_entry_over_shrunk_codes_reads_as_holes_unless_zeroed() -> None:
+    """Why such entries are zeroed: the estimate does not depend on a coordinate's scale, so a
+    gate of 1e-5 over codes of spread 0.02 (a dimension LMGAE's variance penalty closed) reads as
+    a collapsed direction; through ``open_gate``, codes that fill the prior in their open
     dimensions read no holes."""
     gen = torch.Generator().manual_seed(1)
     mu = torch.randn(2000, 4, generator=gen, dtype=torch.float64)
     mu[:, 2] *= 0.02
-    soft = torch.tensor([1.0, 1.0, 1e-5, 1.0], dtype=torch.float64)
-    zeroed = torch.tensor([1.0, 1.0, 0.0, 1.0], dtype=torch.float64)
+    model = LMGAE(data_shape=(16,), latent_dim=4, width=4)
+    with torch.no_grad():
+        model.mask_param.copy_(torch.tensor([30.0, 30.0, 1e-5, 30.0]))  # m = 1, 1, 1e-5, 1
+    soft, opened = model.latent_usage(), open_gate(model)
+    assert soft is not None and opened is not None
 
     def stats(gate: torch.Tensor) -> float:
+        gate = gate.double()
+
         def prior(n: int, g: torch.Generator) -> torch.Tensor:
             return torch.randn(n, 4, generator=g, dtype=torch.float64) * gate
 
         codes = gated_posterior(mu, None, gate)[0]
         return float(hole_stats(codes, None, 2000, 2000, prior_sample=prior)[0]["holes"])
 
-    assert stats(soft) > 0.8
-    assert stats(zeroed) < 0.01
+    assert stats(soft.detach()) > 0.8
+    assert stats(opened) < 0.01
 
 
 def test_gated_posterior_of_a_stochastic_encoder_is_exactly_zero_where_closed() -> None:
