@@ -61,14 +61,21 @@ def knn_distances(x: Tensor, k: int, chunk: int = 1024) -> Tensor:
 def local_inverse_dim(dist: Tensor) -> Tensor:
     """1 / m_k(x) of Levina & Bickel per row of (N, k) sorted neighbour distances, (N,).
 
-    +inf (dimension 0) where the nearest neighbours coincide with the point.
+    Neighbours at distance 0 (duplicates of the point) are left out of the row's estimate, which
+    then uses the k' > 0 others: codes drawn in float32 repeat a value now and then (a 1-d code
+    of 10,000 draws has a few exact ties), and one such tie must not turn the global estimate
+    :func:`intrinsic_dim` into 0. +inf (dimension 0) where fewer than 3 neighbours are apart
+    from the point: it sits in a cluster of duplicates.
     """
     k = dist.shape[1]
     if k < 3:
         raise ValueError(f"need k >= 3 neighbours for the Levina-Bickel estimate, got {k}")
-    logs = dist.log()  # -inf at distance 0
-    inv = (logs[:, -1:] - logs[:, :-1]).sum(1) / (k - 1)  # (N,)
-    return torch.where(inv.isnan(), torch.inf, inv)  # T_k = 0 too: a point with k duplicates
+    apart = dist > 0  # (N, k)
+    count = apart.sum(1)  # k' per row
+    logs = torch.where(apart, dist.clamp_min(torch.finfo(dist.dtype).tiny).log(), 0.0)
+    last = logs[:, -1:]  # log T_k (the farthest neighbour is apart wherever count >= 1)
+    inv = (apart * (last - logs)).sum(1) / (count - 1).clamp_min(1)  # (N,)
+    return torch.where(count < 3, torch.inf, inv)
 
 
 def intrinsic_dim(inverse_dims: Tensor) -> Tensor:

@@ -42,10 +42,25 @@ def test_neighbour_distances_match_brute_force_across_blocks() -> None:
 
 
 def test_local_inverse_dimension_is_levina_bickel_eq_8() -> None:
-    dist = torch.tensor([[1.0, 2.0, 4.0, 8.0], [0.0, 1.0, 1.0, 2.0], [0.0, 0.0, 0.0, 0.0]])
+    dist = torch.tensor([[1.0, 2.0, 4.0, 8.0], [0.0, 1.0, 1.0, 2.0], [0.0, 0.0, 1.0, 2.0],
+                         [0.0, 0.0, 0.0, 0.0]])  # fmt: skip
     inv = local_inverse_dim(dist.double())
     assert float(inv[0]) == pytest.approx((math.log(8) + math.log(4) + math.log(2)) / 3)
-    assert inv[1] == math.inf and inv[2] == math.inf  # duplicates: dimension 0
+    # one duplicate is left out: eq. 8 on the 3 neighbours apart from the point, 1, 1 and 2
+    assert float(inv[1]) == pytest.approx((math.log(2) + math.log(2)) / 2)
+    assert inv[2] == math.inf and inv[3] == math.inf  # < 3 apart: in a cluster of duplicates
+
+
+def test_a_few_exact_ties_leave_the_dimension_of_a_line_at_1() -> None:
+    """A 1-d code drawn in float32 repeats values now and then; a tie once made one row's
+    inverse dimension infinite and the global estimate 0."""
+    gen = torch.Generator().manual_seed(0)
+    line = torch.randn(2000, 1, generator=gen).double()
+    line[1::100] = line[0:-1:100]  # 20 exact duplicates
+    got = float(intrinsic_dim(local_inverse_dim(knn_distances(line, 20))))
+    assert got == pytest.approx(1.0, rel=0.08)
+    point = torch.zeros(200, 3, dtype=torch.float64)  # codes collapsed to a point: dimension 0
+    assert float(intrinsic_dim(local_inverse_dim(knn_distances(point, 20)))) == 0.0
 
 
 # Measured at N = 2,000, k = 20, seeds 0-2: flat 2 / 4 / 8 in 4n dimensions read 1.99-2.04,
