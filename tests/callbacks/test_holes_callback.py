@@ -49,6 +49,28 @@ def test_picture_for_any_latent_dimension(d: int) -> None:
     assert float(image.min()) >= 0 and float(image.max()) <= 1
 
 
+def gated_holes_agree_with_a_direct_computation(
+    model: LMGAE, gate: torch.Tensor, tmp_path: Path
+) -> torch.Tensor:
+    """Run HolesCallback at test on synthetic data; check its holes against ``hole_stats`` of the
+    codes and prior draws through ``gate``; return the callback's prior draws."""
+    data = Synthetic(latent_dim=3, data_dim=16, num_train=300, num_test=100, val_size=50)
+    cb = HolesCallback(num_prior=200, num_reference=40, picture=False)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[cb], default_root_dir=tmp_path)  # fmt: skip
+    trainer.test(model, data, verbose=False)
+    model.eval()
+    with torch.no_grad():
+        codes = gated_posterior(*model.posterior(data.train_set.x), gate)[0]
+    expected, _, _ = hole_stats(
+        codes, None, num_prior=200, num_reference=40, prior_sample=prior_sampler(model, gate)
+    )
+    assert float(trainer.callback_metrics["test/holes"]) == pytest.approx(float(expected["holes"]))
+    prior = cb.metric.last_prior
+    assert prior is not None
+    return prior
+
+
 def test_lmgae_codes_and_prior_draws_pass_through_the_same_gate(tmp_path: Path) -> None:
     """The metric sees m * E(x) against m * z, z ~ p: what the decoder reads, closed dims 0."""
     model = LMGAE(data_shape=(16,), latent_dim=6, width=4)
@@ -57,21 +79,9 @@ def test_lmgae_codes_and_prior_draws_pass_through_the_same_gate(tmp_path: Path) 
     gate = model.latent_usage()
     closed = gate == 0
     assert closed.tolist() == [False, False, True, False, True, True]
-    data = Synthetic(latent_dim=3, data_dim=16, num_train=300, num_test=100, val_size=50)
-    cb = HolesCallback(num_prior=200, num_reference=40, picture=False)
-    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[cb], default_root_dir=tmp_path)  # fmt: skip
-    trainer.test(model, data, verbose=False)
-    prior = cb.metric.last_prior
-    assert prior is not None and prior.shape == (200, 6)  # every dimension, gated
+    prior = gated_holes_agree_with_a_direct_computation(model, gate, tmp_path)
+    assert prior.shape == (200, 6)  # every dimension, gated
     assert bool((prior[:, closed] == 0).all()) and bool((prior[:, ~closed] != 0).all())
-    model.eval()
-    with torch.no_grad():
-        codes = gated_posterior(*model.posterior(data.train_set.x), gate)[0]
-    expected, _, _ = hole_stats(
-        codes, None, num_prior=200, num_reference=40, prior_sample=prior_sampler(model, gate)
-    )
-    assert float(trainer.callback_metrics["test/holes"]) == pytest.approx(float(expected["holes"]))
 
 
 def test_a_closed_dimension_makes_no_holes_once_both_sides_are_gated() -> None:
@@ -106,21 +116,8 @@ def test_a_gate_entry_below_a_tenth_of_the_largest_is_zero_on_both_sides(
     assert gate is not None
     torch.testing.assert_close(gate, mask * torch.tensor([1.0, 1, 0, 1, 0, 0]))
     assert open_gate(VAE(data_shape=(16,), latent_dim=2, width=4)) is None
-    data = Synthetic(latent_dim=3, data_dim=16, num_train=300, num_test=100, val_size=50)
-    cb = HolesCallback(num_prior=200, num_reference=40, picture=False)
-    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[cb], default_root_dir=tmp_path)  # fmt: skip
-    trainer.test(model, data, verbose=False)
-    prior = cb.metric.last_prior
-    assert prior is not None
+    prior = gated_holes_agree_with_a_direct_computation(model, gate, tmp_path)
     assert bool((prior[:, [2, 4, 5]] == 0).all()) and bool((prior[:, [0, 1, 3]] != 0).all())
-    model.eval()
-    with torch.no_grad():
-        codes = gated_posterior(*model.posterior(data.train_set.x), gate)[0]
-    expected, _, _ = hole_stats(
-        codes, None, num_prior=200, num_reference=40, prior_sample=prior_sampler(model, gate)
-    )
-    assert float(trainer.callback_metrics["test/holes"]) == pytest.approx(float(expected["holes"]))
 
 
 def test_a_tiny_gate_entry_over_shrunk_codes_reads_as_holes_unless_zeroed() -> None:
