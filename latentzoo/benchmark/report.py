@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from latentzoo.benchmark.cellfiles import CellFiles
-from latentzoo.benchmark.results import Row, metric_names, suite_header
+from latentzoo.benchmark.results import NOT_APPLICABLE, Row, metric_names, suite_header
 from latentzoo.benchmark.schema import Suite
 from latentzoo.evaluation.results import split_column
 from latentzoo.metrics.registry import key_info
@@ -94,10 +94,10 @@ def column_legend(suite: Suite, columns: list[str]) -> list[str]:
     return lines
 
 
-def _cell(stats: tuple[float | None, float | None], mark: str = "") -> str:
+def _cell(stats: tuple[float | None, float | None], mark: str = "", na: bool = False) -> str:
     mean, std = stats
     if mean is None:
-        return "—"
+        return NOT_APPLICABLE if na else "—"
     text = f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
     return f"≈ {text}" if mark == "tie" else text
 
@@ -152,7 +152,10 @@ def _table(
             *(str(r.grid.get(k, "—")) for k in keys),
             r.sampler,
             str(r.n_seeds),
-            *(_cell(r.stats.get(c, (None, None)), marks[c][i]) for c in cols),
+            *(
+                _cell(r.stats.get(c, (None, None)), marks[c][i], c in r.not_applicable)
+                for c in cols
+            ),
         ]
         for i, r in enumerate(rows)
     ]

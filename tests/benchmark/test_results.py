@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import json
 import math
 import re
@@ -15,6 +16,7 @@ from benchmark.tiny import TINY_SUITE
 from latentzoo.benchmark.cellfiles import CellFiles, write_json
 from latentzoo.benchmark.command import assemble
 from latentzoo.benchmark.floor import floor_path
+from latentzoo.benchmark.results import evaluator_weights
 from latentzoo.benchmark.suite import parse_suite
 from latentzoo.callbacks.log_media import save_png
 
@@ -27,8 +29,9 @@ FID = {
 }
 
 
-def scored_suite(tmp_path, missing: str | None = None):
-    """The tiny suite over three seeds with hand-written scores (and pictures) in every cell."""
+def scored_suite(tmp_path, missing: str | None = None, bound: bool = False):
+    """The tiny suite over three seeds with hand-written scores (and pictures) in every cell;
+    with ``bound``, the class-distance bound too: 1.5 under the prior, NaN (null) under gmm."""
     suite = parse_suite({**copy.deepcopy(TINY_SUITE), "seeds": [0, 1, 2]})
     for cell in suite.cells:
         if cell.name == missing:
@@ -37,6 +40,8 @@ def scored_suite(tmp_path, missing: str | None = None):
         write_json(files.trained, {"wall_s": 1.0})
         for sampler in suite.samplers:
             metrics = {"fid_pixels": FID[cell.model, sampler][cell.seed], "active_dims": 2.0}
+            if bound:
+                metrics["distance_bound"] = 1.5 if sampler == "prior" else None
             write_json(files.scores(sampler), {
                 "extractors": ["pixels"], "num_samples": 200, "num_real": 200,
                 "metrics": metrics})  # fmt: skip
@@ -61,6 +66,8 @@ def test_mean_and_std_over_seeds(tmp_path) -> None:
     assert "# extractors: ['pixels']" in comments
     assert "# num_samples: 200" in comments and "# seeds: [0, 1, 2]" in comments
     assert any(c.startswith("# budget: {'max_epochs': 2") for c in comments)
+    resize = [c for c in comments if c.startswith("# extractor_resize: ")]
+    assert len(resize) == 1 and "'pixels': \"none (" in resize[0]
     assert len(rows) == 4
     prior = rows["VAE", "prior"]  # 1, 2, 6: mean 3, sample std sqrt(7)
     assert float(prior["fid_pixels_mean"]) == 3.0
@@ -76,6 +83,37 @@ def test_mean_and_std_over_seeds(tmp_path) -> None:
     assert by_row["WAE", "gmm"]["metrics"]["fid_pixels"]["mean"] == 8.5
     assert by_row["WAE", "gmm"]["metrics"]["fid_pixels"]["std"] == 1.0
     assert by_row["WAE", "gmm"]["cells"] == ["WAE__seed0", "WAE__seed1", "WAE__seed2"]
+
+
+def test_a_number_every_seed_reported_as_nan_reads_not_applicable(tmp_path) -> None:
+    """The bound is NaN where the sampler is not N(0, I): "n/a", not a missing "—"."""
+    assemble(scored_suite(tmp_path, bound=True), tmp_path, None)
+    _, rows = read_csv(tmp_path / "results.csv")
+    assert rows["VAE", "gmm"]["distance_bound_mean"] == "n/a"
+    assert rows["VAE", "gmm"]["distance_bound_std"] == ""
+    assert float(rows["VAE", "prior"]["distance_bound_mean"]) == 1.5
+    data = json.loads((tmp_path / "results.json").read_text())
+    by_row = {(r["model"], r["sampler"]): r for r in data["rows"]}
+    assert by_row["WAE", "gmm"]["metrics"]["distance_bound"]["mean"] == "n/a"
+    assert by_row["WAE", "prior"]["metrics"]["distance_bound"]["mean"] == 1.5
+    md = (tmp_path / "report.md").read_text()
+    gmm_rows = [ln for ln in md.splitlines() if ln.startswith("| VAE | gmm | 3 |")]
+    assert gmm_rows and all(ln.rstrip(" |").endswith("n/a") for ln in gmm_rows[:1])
+    # WAE's prior row has a null FID in one seed only: a mean of the other two, not "n/a"
+    assert float(rows["WAE", "prior"]["fid_pixels_mean"]) == 4.0
+
+
+def test_evaluator_weights_are_named_by_their_hash(tmp_path) -> None:
+    """Two evaluators of one file name but different weights read differently in a header."""
+    (tmp_path / "evaluators").mkdir()
+    ckpt = tmp_path / "evaluators" / "FashionMNIST.ckpt"
+    ckpt.write_bytes(b"weights one")
+    first = evaluator_weights(tmp_path)
+    ckpt.write_bytes(b"weights two")
+    second = evaluator_weights(tmp_path)
+    assert set(first) == {"FashionMNIST.ckpt"} and first != second
+    digest = hashlib.sha256(b"weights two").hexdigest()
+    assert second["FashionMNIST.ckpt"] == f"sha256:{digest[:16]}"
 
 
 def test_one_seed_has_no_std_and_a_missing_cell_is_listed(tmp_path) -> None:

@@ -185,8 +185,10 @@ def test_unset_counts_are_the_small_n_protocol_on_a_cpu(tmp_path: Path) -> None:
     trainer.test(model, dm, verbose=False)
     assert (cb.num_samples, cb.num_real) == (1_000, 1_000)  # 10,000 on a GPU
     assert "test/fd_inf" in trainer.callback_metrics  # FID extrapolated to N -> inf beside it
-    explicit = FIDCallback(extractor="pixels", num_samples=120, num_real=250,
-                           cache_dir=str(tmp_path))  # fmt: skip
-    trainer = make_trainer(explicit)
-    trainer.test(model, dm, verbose=False)
-    assert "test/fd_inf" not in trainer.callback_metrics and explicit.num_samples == 120
+    for samples, fd_inf in ((120, True), (10_000, False)):  # beside FID wherever N < 10,000
+        explicit = FIDCallback(extractor="pixels", num_samples=samples, num_real=samples,
+                               batch_size=1000, cache_dir=str(tmp_path))  # fmt: skip
+        trainer = make_trainer(explicit)
+        trainer.test(model, dm, verbose=False)
+        assert ("test/fd_inf" in trainer.callback_metrics) is fd_inf
+        assert explicit.num_samples == samples

@@ -55,3 +55,20 @@ def test_the_subset_sizes_span_a_fifth_to_all() -> None:
     x = torch.randn(300, 4, dtype=torch.float64)
     sizes, fids = fid_by_subset_size(x, x + 1, points=5, smallest=0.2, seed=0)
     assert sizes.tolist() == [60.0, 120.0, 180.0, 240.0, 300.0] and len(fids) == 5
+
+
+def test_fd_infinity_joins_fid_wherever_fewer_than_10000_are_compared() -> None:
+    """An evaluation's chosen metrics: FD-infinity beside FID at N < 10,000 on either side,
+    named or default, and not without FID or at the full protocol."""
+    from latentzoo.evaluation.spec import EvaluationSpec
+
+    def chosen(**kw: object) -> list[str]:
+        spec = EvaluationSpec(extractor="pixels", **kw)  # type: ignore[arg-type]
+        return [i.name for i in spec.chosen_metrics()]
+
+    assert "fd_infinity" not in chosen()  # 10,000 against 10,000
+    assert "fd_infinity" in chosen(num_samples=2_000, num_real=2_000)
+    named = chosen(num_real=5_000, metrics=["holes", "fid"])
+    assert named.count("fd_infinity") == 1 and set(named) == {"fid", "holes", "fd_infinity"}
+    assert "fd_infinity" not in chosen(num_samples=500, metrics=["precision_recall"])
+    assert chosen(num_samples=500, metrics=["fid", "fd_infinity"]).count("fd_infinity") == 1
