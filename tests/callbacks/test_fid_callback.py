@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from latentzoo.callbacks import FIDCallback
 from latentzoo.callbacks import fid as fid_module
 from latentzoo.callbacks.batches import generated_batches
-from latentzoo.callbacks.fid import inception_cost_message
+from latentzoo.callbacks.fid import default_count, inception_cost_message
 from latentzoo.datamodules import Synthetic
 from latentzoo.metrics.frechet import frechet_distance_between
 from latentzoo.metrics.precision_recall import precision_recall
@@ -178,13 +178,16 @@ def test_precision_recall_from_the_fid_features_and_from_the_cache(
         assert float(logged["test/recall"]) == pytest.approx(float(recall), abs=1e-6)
 
 
-def test_unset_counts_are_the_small_n_protocol_on_a_cpu(tmp_path: Path) -> None:
+def test_unset_counts_are_the_full_protocol_but_for_inception_on_a_cpu(tmp_path: Path) -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert default_count(cpu, "inception") == 1_000  # 10,000 Inception features: > 10 min
+    assert default_count(cuda, "inception") == default_count(cpu, "domain") == 10_000
     model, dm = VAE(data_shape=(6,), latent_dim=2, width=4), synthetic()
-    cb = FIDCallback(extractor="pixels", batch_size=100, cache_dir=str(tmp_path))
+    cb = FIDCallback(extractor="pixels", batch_size=1000, cache_dir=str(tmp_path))
     trainer = make_trainer(cb)
     trainer.test(model, dm, verbose=False)
-    assert (cb.num_samples, cb.num_real) == (1_000, 1_000)  # 10,000 on a GPU
-    assert "test/fd_inf" in trainer.callback_metrics  # FID extrapolated to N -> inf beside it
+    assert (cb.num_samples, cb.num_real) == (10_000, 10_000)
+    assert "test/fd_inf" not in trainer.callback_metrics  # only below 10,000
     for samples, fd_inf in ((120, True), (10_000, False)):  # beside FID wherever N < 10,000
         explicit = FIDCallback(extractor="pixels", num_samples=samples, num_real=samples,
                                batch_size=1000, cache_dir=str(tmp_path))  # fmt: skip
