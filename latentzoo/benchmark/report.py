@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from latentzoo.benchmark.cellfiles import CellFiles
-from latentzoo.benchmark.results import NOT_APPLICABLE, Row, metric_names, suite_header
+from latentzoo.benchmark.results import (
+    NOT_APPLICABLE,
+    Row,
+    metric_names,
+    results_header,
+    suite_header,
+)
 from latentzoo.benchmark.schema import Suite
 from latentzoo.evaluation.results import split_column
 from latentzoo.metrics.registry import key_info
@@ -184,7 +190,7 @@ def write_report(
     """``report.md`` and ``report.html``; paths relative to ``out`` (no machine's path)."""
     cols, head, body = _table(suite, rows)
     other_cols, other_head, other_body = _table(suite, rows, headline=False)
-    meta = suite_header(suite)
+    meta = results_header(suite, rows, out)
     rel = lambda p: p.relative_to(out).as_posix()  # noqa: E731
     prefix = f"{out}/"
     failed = {c: why.replace(prefix, "") for c, why in failed.items()}

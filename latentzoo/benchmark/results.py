@@ -23,6 +23,7 @@ __all__ = [
     "collect_rows",
     "evaluator_weights",
     "grid_value",
+    "results_header",
     "suite_header",
     "write_results",
 ]
@@ -162,13 +163,21 @@ def evaluator_weights(out: Path) -> dict[str, str]:
     return found
 
 
-def write_results(suite: Suite, rows: list[Row], out: Path, failed: list[str]) -> None:
-    """``results.csv`` (``#`` comment lines, then the table) and ``results.json``."""
-    header, names = suite_header(suite), metric_names(rows)
+def results_header(suite: Suite, rows: list[Row], out: Path) -> dict[str, Any]:
+    """The protocol of every number of the table: :func:`suite_header`, then each extractor's
+    conventions as its scored cells recorded them, its resize, and the domain evaluator's weights.
+    """
+    header = suite_header(suite)
     header["extractor_conventions"] = extractor_conventions(rows, out)
     header["extractor_resize"] = extractor_resize(suite)
     if "domain" in header["extractor_conventions"]:
         header["evaluator_weights"] = evaluator_weights(out)
+    return header
+
+
+def write_results(suite: Suite, rows: list[Row], out: Path, failed: list[str]) -> None:
+    """``results.csv`` (``#`` comment lines, then the table) and ``results.json``."""
+    header, names = results_header(suite, rows, out), metric_names(rows)
     grid_keys = suite.grid_keys
     buf = io.StringIO()
     for key, value in header.items():

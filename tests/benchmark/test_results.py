@@ -143,6 +143,8 @@ def test_report_is_self_contained(tmp_path) -> None:
     for link in re.findall(r"\]\((figures/[^)]+)\)", md):
         assert (tmp_path / link).is_file()
     assert "| VAE | prior | 3 | 3 ± 2.6 | 2 ± 0 |" in md  # sqrt(7) = 2.65
+    for key in ("num_samples", "reference_split", "seeds", "extractor_resize"):  # the protocol
+        assert f"- **{key}**: `" in md and f"<b>{key}</b>" in page
 
 
 def test_wandb_offline_run_holds_the_table(tmp_path, monkeypatch) -> None:
