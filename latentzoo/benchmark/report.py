@@ -16,7 +16,6 @@ from latentzoo.benchmark.results import (
     Row,
     metric_names,
     results_header,
-    suite_header,
 )
 from latentzoo.benchmark.schema import Suite
 from latentzoo.evaluation.results import split_column
@@ -344,7 +343,7 @@ def log_wandb(
         entity=entity,
         name=f"benchmark-{suite.name}",
         dir=str(out),
-        config=suite_header(suite),
+        config=results_header(suite, rows, out),
         job_type="benchmark",
     )
     images = {f"samples/{k}": wandb.Image(str(p), caption=k) for k, p in figures.samples.items()}

@@ -5,7 +5,6 @@ deviation of each metric over the seeds whose scores exist, written as ``results
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import statistics
 from dataclasses import dataclass, field
@@ -15,13 +14,15 @@ from typing import Any
 from latentzoo.benchmark.cellfiles import CellFiles, read_json, write_json
 from latentzoo.benchmark.floor import FLOOR_MODEL, read_floor
 from latentzoo.benchmark.schema import Cell, Suite, spec_record
-from latentzoo.metrics.extractors import EXTRACTORS
+from latentzoo.evaluation.results import split_column
+from latentzoo.metrics.extractors import EXTRACTORS, weights_id
+from latentzoo.metrics.registry import key_info
 
 __all__ = [
     "NOT_APPLICABLE",
     "Row",
     "collect_rows",
-    "evaluator_weights",
+    "extractor_weights",
     "grid_value",
     "results_header",
     "suite_header",
@@ -42,8 +43,8 @@ class Row:
     cells: list[Cell] = field(default_factory=list)  # the cells with scores
     stats: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     floor: bool = False  # the real-vs-real row of its grid point (benchmark.floor)
-    # Keys every seed reported as NaN: not applicable to this row (the class-distance bound under
-    # a sampler other than N(0, I)), written "n/a" where an absent number is "—" or empty.
+    # Keys every seed reported as NaN whose declaration says NaN means "does not apply" (the
+    # class-distance bound under a sampler other than N(0, I)): written "n/a", not left empty.
     not_applicable: set[str] = field(default_factory=set)
 
     @property
@@ -70,8 +71,15 @@ def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
     return statistics.fmean(finite), std
 
 
+def _nan_means_not_applicable(column: str, extractors: list[str]) -> bool:
+    """Whether the key a column was named from declares NaN as "does not apply"."""
+    info = key_info().get(split_column(column, extractors)[0])
+    return info is not None and bool(info.not_applicable)
+
+
 def collect_rows(suite: Suite, out: Path) -> list[Row]:
     """The rows, in the suite's order, from ``OUT/cells/*/scores/*.json``."""
+    extractors = list(dict.fromkeys(e for c in suite.cells for e in c.metrics.extractors))
     rows: dict[tuple[str, str, str], Row] = {}
     for cell in suite.cells:
         for sampler in suite.samplers:
@@ -87,8 +95,11 @@ def collect_rows(suite: Suite, out: Path) -> list[Row]:
         names = list(dict.fromkeys(k for m in metrics for k in m))
         row.stats = {k: _mean_std([m.get(k) for m in metrics]) for k in names}
         row.not_applicable = {
-            k for k in names if all(k in m and m[k] is None for m in metrics)
-        }  # NaN is stored as null
+            k
+            for k in names
+            if _nan_means_not_applicable(k, extractors)
+            and all(k in m and m[k] is None for m in metrics)  # NaN is stored as null
+        }
     return _floor_rows(suite, out) + list(rows.values())
 
 
@@ -135,32 +146,44 @@ def metric_names(rows: list[Row]) -> list[str]:
     return list(dict.fromkeys(k for r in rows for k in r.stats))
 
 
-def extractor_conventions(rows: list[Row], out: Path) -> dict[str, list[str]]:
-    """Extractor -> the distinct conventions its scored cells record (layer, resize, the domain
-    evaluator's test accuracy), in the order first seen."""
+def _recorded(rows: list[Row], out: Path, field: str) -> dict[str, list[str]]:
+    """Extractor -> the distinct values of one field of its record in the scored cells' protocol,
+    in the order first seen."""
     seen: dict[str, dict[str, None]] = {}
     for row in rows:
         for cell in row.cells:
             score = read_json(CellFiles(cell, out).scores(row.sampler)) or {}
             for name, info in score.get("protocol", {}).get("extractors", {}).items():
-                if info.get("convention"):
-                    seen.setdefault(name, {})[info["convention"]] = None
-    return {name: list(conventions) for name, conventions in seen.items()}
+                if info.get(field):
+                    seen.setdefault(name, {})[info[field]] = None
+    return {name: list(values) for name, values in seen.items()}
 
 
-def extractor_resize(suite: Suite) -> dict[str, str]:
-    """Extractor -> how it resizes images, in words (its class's ``resize``)."""
-    names = dict.fromkeys(e for c in suite.cells for e in c.metrics.extractors)
-    return {n: EXTRACTORS.get(n).resize for n in names if n in EXTRACTORS}
+def extractor_conventions(rows: list[Row], out: Path) -> dict[str, list[str]]:
+    """Extractor -> the distinct conventions its scored cells record (layer, resize, the domain
+    evaluator's test accuracy), in the order first seen."""
+    return _recorded(rows, out, "convention")
 
 
-def evaluator_weights(out: Path) -> dict[str, str]:
-    """``OUT/evaluators/*.ckpt`` -> the first 16 hex digits of its SHA-256: which domain
-    evaluator's weights the domain features came from (its accuracy is in the conventions)."""
-    found = {}
-    for path in sorted((out / "evaluators").glob("*.ckpt")):
-        found[path.name] = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+def extractor_weights(rows: list[Row], out: Path, extractors: list[str]) -> dict[str, list[str]]:
+    """Extractor -> the weights its scored cells record (file name, SHA-256 prefix). Domain
+    features scored before cells recorded them: the suite's evaluator file, as collected."""
+    found = _recorded(rows, out, "weights")
+    if "domain" in extractors and "domain" not in found:
+        files = sorted((out / "evaluators").glob("*.ckpt"))
+        if files:
+            found["domain"] = [f"{weights_id(f)} (the file at collection)" for f in files]
     return found
+
+
+def scored_extractors(rows: list[Row]) -> list[str]:
+    """The extractors of the scored cells, in the suite's order."""
+    return list(dict.fromkeys(e for r in rows for c in r.cells for e in c.metrics.extractors))
+
+
+def extractor_resize(extractors: list[str]) -> dict[str, str]:
+    """Extractor -> how it resizes images, in words (its class's ``resize``)."""
+    return {n: EXTRACTORS.get(n).resize for n in extractors if n in EXTRACTORS}
 
 
 def results_header(suite: Suite, rows: list[Row], out: Path) -> dict[str, Any]:
@@ -168,10 +191,10 @@ def results_header(suite: Suite, rows: list[Row], out: Path) -> dict[str, Any]:
     conventions as its scored cells recorded them, its resize, and the domain evaluator's weights.
     """
     header = suite_header(suite)
+    extractors = scored_extractors(rows)
     header["extractor_conventions"] = extractor_conventions(rows, out)
-    header["extractor_resize"] = extractor_resize(suite)
-    if "domain" in header["extractor_conventions"]:
-        header["evaluator_weights"] = evaluator_weights(out)
+    header["extractor_resize"] = extractor_resize(extractors)
+    header["extractor_weights"] = extractor_weights(rows, out, extractors)
     return header
 
 

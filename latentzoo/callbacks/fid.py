@@ -107,7 +107,7 @@ class FIDCallback(PeriodicEvaluation):
         evaluator: Domain evaluator checkpoint, for ``extractor='domain'``.
         num_samples: Generated samples per evaluation; None: 10,000 (the common FID protocol),
             but 1,000 for Inception features on a CPU, where 10,000 take over ten minutes.
-            Below 10,000 samples or real images the default metrics add FD-infinity beside FID
+            Below 10,000 samples or real images FD-infinity joins FID
             (its estimate at infinite N: FID's bias at 1,000 samples depends on N; see
             :mod:`latentzoo.metrics.fd_infinity`).
         num_real: Real samples of ``real_split`` for the reference features (all if fewer);
@@ -158,7 +158,6 @@ class FIDCallback(PeriodicEvaluation):
             raise ValueError("num_samples and num_real must be >= 2, batch_size >= 1")
         if pr_k < 1:
             raise ValueError(f"pr_k must be >= 1, got {pr_k}")
-        self._default_metrics = metrics is None and kid and precision_recall
         if metrics is None:
             skipped = {"kid"} if not kid else set()
             skipped |= {"precision_recall"} if not precision_recall else set()
@@ -192,8 +191,8 @@ class FIDCallback(PeriodicEvaluation):
         default = default_count(device, self.extractor_name)
         self.num_samples = samples or default
         self.num_real = real or samples or default
-        if min(self.num_samples, self.num_real) < FULL_PROTOCOL and self._default_metrics:
-            self.metrics.add("fd_infinity")  # the small-N protocol reports FID at N -> inf too
+        if min(self.num_samples, self.num_real) < FULL_PROTOCOL and "fid" in self.metrics.names:
+            self.metrics.add("fd_infinity")  # FID at N < 10,000 compares only through FD-inf
         k = int(self.metrics.options.get("precision_recall", {}).get("k", 3))
         if "precision_recall" in self.metrics.names and min(self.num_samples, self.num_real) <= k:
             rank_zero_warn(

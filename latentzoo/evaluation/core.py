@@ -95,6 +95,9 @@ def evaluate(
         results.conventions |= {
             cb.extractor_name: cb.extractor.protocol for cb in fid if cb.extractor is not None
         }
+        results.weights |= {
+            cb.extractor_name: cb.extractor.weights for cb in fid if cb.extractor is not None
+        }
     holes = None if pictures is None else pictures / "holes.png"
     if holes is not None and holes.is_file():
         results.pictures["holes"] = holes
@@ -208,6 +211,7 @@ def score_samples(
         row |= {f"{k}_{name}": float(v) for k, v in values.items()}
         results.sources[name] = extractor.source
         results.conventions[name] = extractor.protocol
+        results.weights[name] = extractor.weights
     results.rows["samples"] = row
     return results
 

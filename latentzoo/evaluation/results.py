@@ -48,6 +48,7 @@ class Results:
         sources: Extractor name -> what its features were computed with (weights' identity).
         conventions: Extractor name -> its convention in words (layer, resize, the domain
             evaluator's test accuracy).
+        weights: Extractor name -> its weights' file name and SHA-256 prefix (empty: none).
         num_real: The real samples actually compared (``spec.num_real``, or fewer when the
             split holds fewer).
     """
@@ -57,6 +58,7 @@ class Results:
     pictures: dict[str, Path] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     conventions: dict[str, str] = field(default_factory=dict)
+    weights: dict[str, str] = field(default_factory=dict)  # extractor -> its weights' identity
     num_real: int | None = None
 
     @property
@@ -84,7 +86,11 @@ class Results:
         return {
             "samplers": spec.samplers,
             "extractors": {
-                e: {"source": self.sources.get(e, e), "convention": self.conventions.get(e, "")}
+                e: {
+                    "source": self.sources.get(e, e),
+                    "convention": self.conventions.get(e, ""),
+                    "weights": self.weights.get(e, ""),
+                }
                 for e in spec.extractors
             },
             "num_samples": spec.num_samples,

@@ -92,6 +92,9 @@ class EvaluationSpec:
                 f"num_samples and num_real must be >= 2 and batch_size >= 1, got "
                 f"{self.num_samples}, {self.num_real}, {self.batch_size}"
             )
+        if self.metrics is not None and "fid" in self.metrics and self.small_n:
+            # named, so that a results file's spec says what was computed
+            self.metrics = list(dict.fromkeys([*self.metrics, "fd_infinity"]))
         if "domain" in extractors and self.evaluator is None:
             raise ValueError(
                 "extractor 'domain' needs evaluator=<checkpoint of latentzoo evaluator fit>"
@@ -112,12 +115,16 @@ class EvaluationSpec:
         literature; FD-infinity does). A named metric that cannot run is an error that says
         why."""
         infos = self._chosen(has_model)
-        small = min(self.num_samples, self.num_real) < FULL_PROTOCOL
-        if small and any(i.name == "fid" for i in infos):
-            if not any(i.name == "fd_infinity" for i in infos):
-                infos.append(METRICS.get("fd_infinity"))
-            infos.sort(key=lambda i: METRICS.names().index(i.name))  # registered order
+        names = [i.name for i in infos]
+        if self.small_n and "fid" in names and "fd_infinity" not in names:
+            infos.append(METRICS.get("fd_infinity"))
         return infos
+
+    @property
+    def small_n(self) -> bool:
+        """Fewer than 10,000 samples or real images: FID at this N compares only with FID at
+        the same N, FD-infinity with any."""
+        return min(self.num_samples, self.num_real) < FULL_PROTOCOL
 
     def _chosen(self, has_model: bool) -> list[MetricInfo]:
         have = {"evaluator"} if self.evaluator is not None else set()

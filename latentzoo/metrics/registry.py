@@ -55,6 +55,9 @@ class MetricKey:
         better: ``lower`` or ``higher`` is better; None where neither (a count, a diagnostic).
         label: The column's name in words, with its unit where it has one.
         plotted: Drawn against a suite's grid (the headline numbers).
+        not_applicable: What a NaN of this key means, where NaN means the number does not apply
+            to the row (not a failure): a results table writes ``n/a`` where every seed's is NaN.
+            Empty: a NaN is a failed number, left out.
     """
 
     name: str
@@ -62,6 +65,7 @@ class MetricKey:
     better: Better = None
     label: str = ""
     plotted: bool = False
+    not_applicable: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,7 @@ class MetricInfo:
                 k.better,
                 f"{k.label} (reconstructions)",
                 k.plotted,
+                k.not_applicable,
             )
             for k in self.keys
         )

@@ -16,9 +16,10 @@ from benchmark.tiny import TINY_SUITE
 from latentzoo.benchmark.cellfiles import CellFiles, write_json
 from latentzoo.benchmark.command import assemble
 from latentzoo.benchmark.floor import floor_path
-from latentzoo.benchmark.results import evaluator_weights
+from latentzoo.benchmark.results import extractor_weights
 from latentzoo.benchmark.suite import parse_suite
 from latentzoo.callbacks.log_media import save_png
+from latentzoo.metrics.extractors import weights_id
 
 # (model, sampler) -> fid_pixels of seeds 0, 1, 2 (None: that seed's value was not finite)
 FID = {
@@ -42,6 +43,7 @@ def scored_suite(tmp_path, missing: str | None = None, bound: bool = False):
             metrics = {"fid_pixels": FID[cell.model, sampler][cell.seed], "active_dims": 2.0}
             if bound:
                 metrics["distance_bound"] = 1.5 if sampler == "prior" else None
+                metrics["kl_agg_prior"] = None  # NaN that is a failure, not "does not apply"
             write_json(files.scores(sampler), {
                 "extractors": ["pixels"], "num_samples": 200, "num_real": 200,
                 "metrics": metrics})  # fmt: skip
@@ -86,7 +88,8 @@ def test_mean_and_std_over_seeds(tmp_path) -> None:
 
 
 def test_a_number_every_seed_reported_as_nan_reads_not_applicable(tmp_path) -> None:
-    """The bound is NaN where the sampler is not N(0, I): "n/a", not a missing "—"."""
+    """The bound is NaN where the sampler is not N(0, I), which its key declares "does not
+    apply": "n/a", not a missing "—"."""
     assemble(scored_suite(tmp_path, bound=True), tmp_path, None)
     _, rows = read_csv(tmp_path / "results.csv")
     assert rows["VAE", "gmm"]["distance_bound_mean"] == "n/a"
@@ -97,23 +100,31 @@ def test_a_number_every_seed_reported_as_nan_reads_not_applicable(tmp_path) -> N
     assert by_row["WAE", "gmm"]["metrics"]["distance_bound"]["mean"] == "n/a"
     assert by_row["WAE", "prior"]["metrics"]["distance_bound"]["mean"] == 1.5
     md = (tmp_path / "report.md").read_text()
-    gmm_rows = [ln for ln in md.splitlines() if ln.startswith("| VAE | gmm | 3 |")]
-    assert gmm_rows and all(ln.rstrip(" |").endswith("n/a") for ln in gmm_rows[:1])
-    # WAE's prior row has a null FID in one seed only: a mean of the other two, not "n/a"
+    table = [
+        [c.strip() for c in ln.strip("|").split("|")] for ln in md.splitlines() if ln[:2] == "| "
+    ]
+    head, gmm = table[0], next(r for r in table if r[:2] == ["VAE", "gmm"])
+    bound = next(i for i, h in enumerate(head) if "bound" in h)
+    kl = next(i for i, h in enumerate(head) if "KL(q" in h)
+    assert gmm[bound] == "n/a" and gmm[kl] == "—"
+    # a key whose NaN is not declared "does not apply" stays empty; one null seed is left out
+    assert rows["VAE", "prior"]["kl_agg_prior_mean"] == ""
     assert float(rows["WAE", "prior"]["fid_pixels_mean"]) == 4.0
 
 
-def test_evaluator_weights_are_named_by_their_hash(tmp_path) -> None:
+def test_weights_are_named_by_file_and_hash(tmp_path) -> None:
     """Two evaluators of one file name but different weights read differently in a header."""
     (tmp_path / "evaluators").mkdir()
     ckpt = tmp_path / "evaluators" / "FashionMNIST.ckpt"
     ckpt.write_bytes(b"weights one")
-    first = evaluator_weights(tmp_path)
-    ckpt.write_bytes(b"weights two")
-    second = evaluator_weights(tmp_path)
-    assert set(first) == {"FashionMNIST.ckpt"} and first != second
-    digest = hashlib.sha256(b"weights two").hexdigest()
-    assert second["FashionMNIST.ckpt"] == f"sha256:{digest[:16]}"
+    first = weights_id(ckpt)
+    ckpt.write_bytes(b"other weights")
+    digest = hashlib.sha256(b"other weights").hexdigest()
+    assert first != weights_id(ckpt) == f"FashionMNIST.ckpt sha256:{digest[:16]}"
+    # cells that recorded no weights: the suite's evaluator file, said to be read at collection
+    found = extractor_weights([], tmp_path, ["domain"])
+    assert found == {"domain": [f"{weights_id(ckpt)} (the file at collection)"]}
+    assert extractor_weights([], tmp_path, ["pixels"]) == {}
 
 
 def test_one_seed_has_no_std_and_a_missing_cell_is_listed(tmp_path) -> None:

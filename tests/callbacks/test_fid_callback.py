@@ -195,3 +195,7 @@ def test_unset_counts_are_the_full_protocol_but_for_inception_on_a_cpu(tmp_path:
         trainer.test(model, dm, verbose=False)
         assert ("test/fd_inf" in trainer.callback_metrics) is fd_inf
         assert explicit.num_samples == samples
+    for kwargs in ({"kid": False}, {"metrics": ["fid"]}):  # not only with the default metrics
+        cb = FIDCallback(extractor="pixels", num_samples=500, **kwargs)  # type: ignore[arg-type]
+        cb._resolve_counts(torch.device("cpu"))
+        assert "fd_infinity" in cb.metrics.names

@@ -72,3 +72,8 @@ def test_fd_infinity_joins_fid_wherever_fewer_than_10000_are_compared() -> None:
     assert named.count("fd_infinity") == 1 and set(named) == {"fid", "holes", "fd_infinity"}
     assert "fd_infinity" not in chosen(num_samples=500, metrics=["precision_recall"])
     assert chosen(num_samples=500, metrics=["fid", "fd_infinity"]).count("fd_infinity") == 1
+    # named in the spec itself, so that a results file's record says what was computed
+    assert EvaluationSpec(extractor="pixels", num_real=2_000, metrics=["fid"]).metrics == [
+        "fid",
+        "fd_infinity",
+    ]
