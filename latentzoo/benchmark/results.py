@@ -46,6 +46,8 @@ class Row:
     # Keys every seed reported as NaN whose declaration says NaN means "does not apply" (the
     # class-distance bound under a sampler other than N(0, I)): written "n/a", not left empty.
     not_applicable: set[str] = field(default_factory=set)
+    # Per scored cell, what its scores recorded of each extractor (source, convention, weights).
+    extractor_records: list[dict[str, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def n_seeds(self) -> int:
@@ -71,10 +73,11 @@ def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
     return statistics.fmean(finite), std
 
 
-def _nan_means_not_applicable(column: str, extractors: list[str]) -> bool:
-    """Whether the key a column was named from declares NaN as "does not apply"."""
-    info = key_info().get(split_column(column, extractors)[0])
-    return info is not None and bool(info.not_applicable)
+def _nan_means_not_applicable(columns: list[str], extractors: list[str]) -> set[str]:
+    """The columns whose key declares NaN as "does not apply"."""
+    declared = key_info()
+    keys = {c: declared.get(split_column(c, extractors)[0]) for c in columns}
+    return {c for c, info in keys.items() if info is not None and info.not_applicable}
 
 
 def collect_rows(suite: Suite, out: Path) -> list[Row]:
@@ -89,17 +92,20 @@ def collect_rows(suite: Suite, out: Path) -> list[Row]:
                 rows[key] = Row(cell.model, cell.point, grid, sampler)
             if CellFiles(cell, out).scored(sampler):
                 rows[key].cells.append(cell)
-    for row in rows.values():
-        scores = [read_json(CellFiles(c, out).scores(row.sampler)) for c in row.cells]
-        metrics = [s["metrics"] for s in scores if s is not None]
+    scores = [  # (row, the score files of its cells), each file read once
+        (row, [s for c in row.cells if (s := read_json(CellFiles(c, out).scores(row.sampler)))])
+        for row in rows.values()
+    ]
+    columns = list(dict.fromkeys(k for _, found in scores for s in found for k in s["metrics"]))
+    nan_is_na = _nan_means_not_applicable(columns, extractors)
+    for row, found in scores:
+        metrics = [s["metrics"] for s in found]
         names = list(dict.fromkeys(k for m in metrics for k in m))
         row.stats = {k: _mean_std([m.get(k) for m in metrics]) for k in names}
         row.not_applicable = {
-            k
-            for k in names
-            if _nan_means_not_applicable(k, extractors)
-            and all(k in m and m[k] is None for m in metrics)  # NaN is stored as null
-        }
+            k for k in names if k in nan_is_na and all(k in m and m[k] is None for m in metrics)
+        }  # NaN is stored as null
+        row.extractor_records = [s.get("protocol", {}).get("extractors", {}) for s in found]
     return _floor_rows(suite, out) + list(rows.values())
 
 
@@ -146,29 +152,28 @@ def metric_names(rows: list[Row]) -> list[str]:
     return list(dict.fromkeys(k for r in rows for k in r.stats))
 
 
-def _recorded(rows: list[Row], out: Path, field: str) -> dict[str, list[str]]:
+def _recorded(rows: list[Row], field: str) -> dict[str, list[str]]:
     """Extractor -> the distinct values of one field of its record in the scored cells' protocol,
     in the order first seen."""
     seen: dict[str, dict[str, None]] = {}
     for row in rows:
-        for cell in row.cells:
-            score = read_json(CellFiles(cell, out).scores(row.sampler)) or {}
-            for name, info in score.get("protocol", {}).get("extractors", {}).items():
+        for records in row.extractor_records:
+            for name, info in records.items():
                 if info.get(field):
                     seen.setdefault(name, {})[info[field]] = None
     return {name: list(values) for name, values in seen.items()}
 
 
-def extractor_conventions(rows: list[Row], out: Path) -> dict[str, list[str]]:
+def extractor_conventions(rows: list[Row]) -> dict[str, list[str]]:
     """Extractor -> the distinct conventions its scored cells record (layer, resize, the domain
     evaluator's test accuracy), in the order first seen."""
-    return _recorded(rows, out, "convention")
+    return _recorded(rows, "convention")
 
 
 def extractor_weights(rows: list[Row], out: Path, extractors: list[str]) -> dict[str, list[str]]:
     """Extractor -> the weights its scored cells record (file name, SHA-256 prefix). Domain
     features scored before cells recorded them: the suite's evaluator file, as collected."""
-    found = _recorded(rows, out, "weights")
+    found = _recorded(rows, "weights")
     if "domain" in extractors and "domain" not in found:
         files = sorted((out / "evaluators").glob("*.ckpt"))
         if files:
@@ -192,10 +197,18 @@ def results_header(suite: Suite, rows: list[Row], out: Path) -> dict[str, Any]:
     """
     header = suite_header(suite)
     extractors = scored_extractors(rows)
-    header["extractor_conventions"] = extractor_conventions(rows, out)
+    header["extractor_conventions"] = extractor_conventions(rows)
     header["extractor_resize"] = extractor_resize(extractors)
     header["extractor_weights"] = extractor_weights(rows, out, extractors)
     return header
+
+
+def _csv_cells(row: Row, name: str) -> tuple[str, str]:
+    """A metric's mean and std as results.csv writes them."""
+    if name in row.not_applicable:
+        return NOT_APPLICABLE, ""
+    mean, std = row.stats.get(name, (None, None))
+    return ("" if mean is None else f"{mean:.6g}"), ("" if std is None else f"{std:.6g}")
 
 
 def write_results(suite: Suite, rows: list[Row], out: Path, failed: list[str]) -> None:
@@ -209,13 +222,7 @@ def write_results(suite: Suite, rows: list[Row], out: Path, failed: list[str]) -
     stat_cols = [f"{n}_{s}" for n in names for s in ("mean", "std")]
     writer.writerow(["model", "point", *grid_keys, "sampler", "n_seeds", *stat_cols])
     for r in rows:
-        stats = [
-            "" if v is None else f"{v:.6g}" for n in names for v in r.stats.get(n, (None, None))
-        ]
-        stats = [
-            NOT_APPLICABLE if names[i // 2] in r.not_applicable and i % 2 == 0 else text
-            for i, text in enumerate(stats)
-        ]
+        stats = [text for n in names for text in _csv_cells(r, n)]
         grid = [r.grid.get(k, "") for k in grid_keys]
         writer.writerow([r.model, r.point, *grid, r.sampler, r.n_seeds, *stats])
     (out / "results.csv").write_text(buf.getvalue())
