@@ -38,7 +38,7 @@ from latentzoo.callbacks.base import PeriodicEvaluation, Stage
 from latentzoo.callbacks.batches import Split, datamodule_of, dataset_tensors
 from latentzoo.datamodules import InMemoryDataModule
 from latentzoo.metrics.extractors import FeatureExtractor, InceptionFeatures, build_extractor
-from latentzoo.metrics.fd_infinity import FULL_PROTOCOL
+from latentzoo.metrics.fd_infinity import FULL_PROTOCOL, joins_fid
 from latentzoo.metrics.features import (
     FeatureMetrics,
     FeatureSet,
@@ -191,8 +191,8 @@ class FIDCallback(PeriodicEvaluation):
         default = default_count(device, self.extractor_name)
         self.num_samples = samples or default
         self.num_real = real or samples or default
-        if min(self.num_samples, self.num_real) < FULL_PROTOCOL and "fid" in self.metrics.names:
-            self.metrics.add("fd_infinity")  # FID at N < 10,000 compares only through FD-inf
+        if joins_fid(self.num_samples, self.num_real, self.metrics.names):
+            self.metrics.add("fd_infinity")
         k = int(self.metrics.options.get("precision_recall", {}).get("k", 3))
         if "precision_recall" in self.metrics.names and min(self.num_samples, self.num_real) <= k:
             rank_zero_warn(

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from latentzoo.callbacks.latent_sampler import check_sampler_name
 from latentzoo.metrics.extractors import EXTRACTORS
-from latentzoo.metrics.fd_infinity import FULL_PROTOCOL
+from latentzoo.metrics.fd_infinity import joins_fid
 from latentzoo.metrics.registry import METRICS, MetricInfo
 
 __all__ = ["EvaluationSpec", "Split"]
@@ -92,7 +92,7 @@ class EvaluationSpec:
                 f"num_samples and num_real must be >= 2 and batch_size >= 1, got "
                 f"{self.num_samples}, {self.num_real}, {self.batch_size}"
             )
-        if self.metrics is not None and "fid" in self.metrics and self.small_n:
+        if self.metrics is not None and joins_fid(self.num_samples, self.num_real, self.metrics):
             # named, so that a results file's spec says what was computed
             self.metrics = list(dict.fromkeys([*self.metrics, "fd_infinity"]))
         if "domain" in extractors and self.evaluator is None:
@@ -116,15 +116,9 @@ class EvaluationSpec:
         why."""
         infos = self._chosen(has_model)
         names = [i.name for i in infos]
-        if self.small_n and "fid" in names and "fd_infinity" not in names:
+        if joins_fid(self.num_samples, self.num_real, names) and "fd_infinity" not in names:
             infos.append(METRICS.get("fd_infinity"))
         return infos
-
-    @property
-    def small_n(self) -> bool:
-        """Fewer than 10,000 samples or real images: FID at this N compares only with FID at
-        the same N, FD-infinity with any."""
-        return min(self.num_samples, self.num_real) < FULL_PROTOCOL
 
     def _chosen(self, has_model: bool) -> list[MetricInfo]:
         have = {"evaluator"} if self.evaluator is not None else set()

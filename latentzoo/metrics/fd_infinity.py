@@ -15,17 +15,25 @@ against the closed-form distance of two Gaussians at n = 500, 2,000 and 10,000.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import Tensor
 
 from latentzoo.metrics.frechet import frechet_distance_between
 from latentzoo.metrics.registry import MetricKey, register_feature_metric
 
-__all__ = ["FULL_PROTOCOL", "fd_infinity", "fid_by_subset_size"]
+__all__ = ["FULL_PROTOCOL", "fd_infinity", "fid_by_subset_size", "joins_fid"]
 
 # Samples against real images in the VAE literature's FID (Dai & Wipf); below it, FD-infinity
 # is reported beside FID.
 FULL_PROTOCOL = 10_000
+
+
+def joins_fid(num_samples: int, num_real: int, metrics: Iterable[str]) -> bool:
+    """Whether FD-infinity is computed beside FID: where FID is, at fewer than 10,000 samples or
+    real images (FID there compares only with FID at the same N; FD-infinity with any)."""
+    return "fid" in metrics and min(num_samples, num_real) < FULL_PROTOCOL
 
 
 def fid_by_subset_size(
