@@ -50,7 +50,8 @@ def close(got: torch.Tensor, want: torch.Tensor) -> None:
 @pytest.mark.parametrize("step", [0, 299, 300, 700, 5000])
 def test_lmgae_authors_terms_are_maskaae_equations(step: int) -> None:
     torch.manual_seed(0)
-    model = LMGAE(data_shape=(D,), latent_dim=M, width=4, critic_width=8, likelihood="bernoulli")
+    model = LMGAE(data_shape=(D,), latent_dim=M, width=4, critic_width=8, likelihood="bernoulli",
+                  recipe="authors")  # fmt: skip
     x, z, a = torch.rand(B, D), torch.randn(B, M), torch.rand(B, 1)
     with torch.no_grad():
         model.mask_param.copy_(torch.tensor([0.2, 1.0, 3.0]))
@@ -66,7 +67,8 @@ def test_lmgae_authors_terms_are_maskaae_equations(step: int) -> None:
 
 def test_waegp_authors_terms_are_maskaae_equations_with_the_mask_off() -> None:
     torch.manual_seed(0)
-    model = WAEGP(data_shape=(D,), latent_dim=M, width=4, critic_width=8, likelihood="bernoulli")
+    model = WAEGP(data_shape=(D,), latent_dim=M, width=4, critic_width=8, likelihood="bernoulli",
+                  recipe="authors")  # fmt: skip
     x, z, a = torch.rand(B, D), torch.randn(B, M), torch.rand(B, 1)
     want = maskaae_terms(model, x, torch.ones(M), z, a, 0)
     close(model.autoencoder_loss(x)["loss"], want["R"])  # L_AE = R (MA:268)

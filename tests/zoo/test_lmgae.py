@@ -8,6 +8,7 @@ import pytest
 import torch
 from testutils import phase_changes, run_python
 
+from latentzoo.callbacks.holes import open_gate
 from latentzoo.datamodules.synthetic import Synthetic
 from latentzoo.zoo import LMGAE
 
@@ -77,6 +78,26 @@ def test_mask_step_projects_onto_nonnegative_v():
     assert int(model.mask_steps) == 1
 
 
+@pytest.mark.parametrize("scale", [1.0, 0.3, 0.02, 1e-4])
+def test_active_dims_count_entries_against_the_largest_whatever_the_masks_scale(scale):
+    """A common scale of m is D's first layer's to absorb: the count reads m_j >= 0.1 max m."""
+    model = LMGAE(data_shape=(12,), latent_dim=6, width=4)
+    shape = torch.tensor([1.0, 0.5, 0.2, 0.11, 0.09, 0.0])  # 0.11 and 0.09 sit either side
+    with torch.no_grad():
+        model.mask_param.copy_(-torch.log1p(-scale * shape))  # m = 1 - exp(-v) = scale * shape
+    assert model.active_dims == 4
+    assert model.used_latent_dims().tolist() == [0, 1, 2, 3]
+    gate = open_gate(model)
+    assert gate is not None and torch.nonzero(gate).squeeze(1).tolist() == [0, 1, 2, 3]
+
+
+def test_an_all_closed_mask_has_no_active_dims():
+    model = LMGAE(data_shape=(12,), latent_dim=3, width=4)
+    with torch.no_grad():
+        model.mask_param.zero_()
+    assert model.active_dims == 0 and model.used_latent_dims().tolist() == []
+
+
 def test_bad_mask_arguments_raise_early():
     with pytest.raises(ValueError, match="mask_init"):
         LMGAE(data_shape=(12,), mask_init=1.0)
@@ -86,10 +107,11 @@ def test_bad_mask_arguments_raise_early():
 
 def test_mask_starts_as_each_recipe_says():
     torch.manual_seed(0)
-    authors = LMGAE(data_shape=(12,), latent_dim=64, width=4, critic_width=8)
+    authors = LMGAE(data_shape=(12,), latent_dim=64, width=4, critic_width=8, recipe="authors")
     v = authors.mask_param.detach()  # v ~ U[0, 5] (MaskAAE_MNIST.py:318-320)
     assert 0 <= float(v.min()) < 0.5 and 4.5 < float(v.max()) <= 5 and v.std() > 1
-    ours = LMGAE(data_shape=(12,), latent_dim=4, width=4, recipe="latentzoo")
+    ours = LMGAE(data_shape=(12,), latent_dim=4, width=4)  # the default recipe
+    assert ours.recipe == "latentzoo"
     torch.testing.assert_close(ours.mask, torch.full((4,), 0.5))
     given = LMGAE(data_shape=(12,), latent_dim=4, width=4, mask_init=0.9)
     torch.testing.assert_close(given.mask, torch.full((4,), 0.9))
@@ -97,7 +119,7 @@ def test_mask_starts_as_each_recipe_says():
 
 @pytest.mark.parametrize(("m", "interval"), [(8, 75), (20, 75), (48, 5400), (100, 10000)])
 def test_authors_binarizer_doubles_every_4i_batches_up_to_2048(m: int, interval: int):
-    model = LMGAE(data_shape=(12,), latent_dim=m, width=4, critic_width=8)
+    model = LMGAE(data_shape=(12,), latent_dim=m, width=4, critic_width=8, recipe="authors")
 
     def c_at(step: int) -> float:
         model.mask_steps.fill_(step)
@@ -120,7 +142,7 @@ def test_latentzoo_binarizer_doubles_continuously():
 
 def test_authors_autoencoder_and_mask_rates_drop_5x_after_step_5i():
     """The intended effect of MaskAAE_MNIST.py:388-390 (which scales the losses instead)."""
-    model = LMGAE(data_shape=(12,), latent_dim=8, width=4, critic_width=8)  # I = 75
+    model = LMGAE(data_shape=(12,), latent_dim=8, width=4, critic_width=8, recipe="authors")
     phases = {p.name: p for p in model.phases()}
     opts = dict(zip(phases, model.configure_optimizers(), strict=True))
     for step, factor in ((0, 1.0), (375, 1.0), (376, 0.2), (5000, 0.2)):
@@ -183,14 +205,13 @@ def test_variance_penalty_is_weighted_by_the_likelihoods_precision(likelihood):
 
 @pytest.mark.slow
 def test_lmgae_defaults_find_the_true_latent_dimension_through_the_cli(tmp_path):
-    """The new user's run of issue 11: n = 8, m = 16, 25 epochs, the latentzoo recipe's
-    defaults (the authors' recipe is measured by the lmgae-grid suite)."""
+    """The new user's run of issue 11: n = 8, m = 16, 25 epochs, LMGAE's defaults (latentzoo's
+    recipe; the authors' recipe is measured by the lmgae-grid suite)."""
     import json
 
     proc = run_python(
         "-m", "latentzoo", "fit", "--model", "LMGAE", "--data", "Synthetic",
         "--data.latent_dim", "8", "--model.latent_dim", "16", "--trainer.max_epochs", "25",
-        "--model.recipe", "latentzoo",
         "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
         "--trainer.default_root_dir", str(tmp_path), cwd=tmp_path, timeout=1800,
     )  # fmt: skip

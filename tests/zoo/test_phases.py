@@ -19,8 +19,9 @@ from latentzoo.zoo.phases import Phase
 EXTRA = {"TwoStageVAE": {"stage1_epochs": 1, "stage2_epochs": 5, "stage2_width": 4},
          "WAEGP": {"critic_width": 8}, "LMGAE": {"critic_width": 8}}  # fmt: skip
 # Optimizer steps per batch of the built-in models at their defaults (n_critic = 5).
-# (WAE-GP and LMGAE at their default, authors', recipe: one step of their cycle a batch.)
-STEPS_PER_BATCH = {"VAE": 1, "BetaVAE": 1, "WAEGP": 1, "LMGAE": 1, "VAEGAN": 3,
+# (WAE-GP and LMGAE at their default, latentzoo's, recipe: every phase on every batch, AE, G and
+# 5 critic steps, then LMGAE's mask; the authors' recipe takes one step of its cycle a batch.)
+STEPS_PER_BATCH = {"VAE": 1, "BetaVAE": 1, "WAEGP": 7, "LMGAE": 8, "VAEGAN": 3,
                    "TwoStageVAE": 1}  # fmt: skip
 
 
@@ -112,7 +113,7 @@ def test_authors_recipe_takes_one_step_a_batch_each_on_its_own_batch_and_prior_d
     """MaskAAE: a fresh batch and fresh z for the auto-encoder, each critic step, the generator
     and the mask; one optimizer step per training batch, in that order, cycle after cycle."""
     torch.manual_seed(0)
-    model = LMGAE(data_shape=(8,), latent_dim=2, width=4, critic_width=8)
+    model = LMGAE(data_shape=(8,), latent_dim=2, width=4, critic_width=8, recipe="authors")
     spy = Spy(model)
     count = CountSteps()
     x = torch.rand(64, 8)

@@ -71,7 +71,8 @@ def test_waegp_is_lmgae_without_the_mask_phase(recipe: str):
 
 
 def test_recipes_set_the_authors_and_latentzoos_constants():
-    authors = WAEGP(data_shape=(12,), latent_dim=4, width=4)  # the default
+    assert WAEGP(data_shape=(12,)).recipe == LMGAE(data_shape=(12,)).recipe == "latentzoo"
+    authors = WAEGP(data_shape=(12,), latent_dim=4, width=4, recipe="authors")
     assert [(p.name, p.lr, p.repeats) for p in authors.phases()] == [
         ("autoencoder", 5e-4, 1), ("critic", 1e-4, 5), ("generator", 1e-4, 1)]  # fmt: skip
     linears = [m for m in authors.critic if isinstance(m, torch.nn.Linear)]
