@@ -23,7 +23,8 @@ Logged (``stage`` is ``val`` or ``test``):
 Everything is measured in the space the decoder reads: a model that gates its latent coordinates
 (``model.latent_usage()``, LMGAE's mask) has its codes and its prior draws multiplied by the same
 gate (:func:`open_gate`), so a closed coordinate is 0 in both and makes no hole, and every
-model's numbers compare. An entry below a tenth of the gate's largest is 0 even where it is not
+model's numbers compare. An entry the model does not count as open (``used_latent_dims()``;
+LMGAE: below a tenth of the gate's largest, its ``mask_threshold``) is 0 even where it is not
 exactly 0: the estimate does not depend on a coordinate's scale, so an entry of 1e-5 over codes
 whose spread has shrunk (what LMGAE's variance penalty does to the dimensions it closes) would
 read as a collapsed direction and put most of the prior in holes, though the decoder reads 1e-5
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
-    "READ_SHARE",
     "HolesCallback",
     "gated_posterior",
     "holes_figure",
@@ -163,24 +163,27 @@ def holes_figure(
     return figure_to_image(holes_plot(codes, prior, holes, title, max_points))
 
 
-READ_SHARE = 0.1  # a gate entry below this share of the largest one counts as 0
-
-
 def open_gate(model: AutoencoderModule) -> Tensor | None:
     """The gate the holes are measured through, (latent_dim,), or None for an ungated model:
-    ``model.latent_usage()`` with every entry below ``READ_SHARE`` times its largest entry set to
-    0, detached.
+    ``model.latent_usage()`` with every entry the model does not count as open
+    (``model.used_latent_dims()``) set to 0, detached.
 
-    Relative, not absolute: the decoder's first layer is linear in the gated code, so it reads a
-    gate up to a common scale (an LMGAE whose whole mask shrank below its 0.1 count threshold,
-    the decoder's weights grown to match, still reads its largest entries); an entry 10x below
-    the largest is one it does not rely on. For a mask of 0s and 1s this is LMGAE's own count.
+    The model's own count, so that the holes are measured on the entries it reports as active.
+    LMGAE's is relative, an entry at least ``mask_threshold`` (0.1) times the largest: the
+    decoder's first layer is linear in the gated code, so it reads a gate up to a common scale
+    (an LMGAE whose whole mask shrank below 0.1, the decoder's weights grown to match, still reads
+    its largest entries); an entry 10x below the largest is one it does not rely on.
     """
     gate = model.latent_usage()
     if gate is None:
         return None
     gate = gate.detach()
-    return torch.where(gate >= READ_SHARE * gate.max(), gate, torch.zeros_like(gate))
+    used = model.used_latent_dims()
+    if used is None:
+        return gate
+    keep = torch.zeros_like(gate, dtype=torch.bool)
+    keep[used] = True
+    return torch.where(keep, gate, torch.zeros_like(gate))
 
 
 def prior_sampler(model: AutoencoderModule, gate: Tensor | None = None) -> PriorSampler:

@@ -141,10 +141,10 @@ class AutoencoderModule(L.LightningModule):
     def used_latent_dims(self) -> Tensor | None:
         """Indices of the latent coordinates the decoder uses (None: all of them).
 
-        ``ActiveDims`` counts these. The holes are measured through the gate itself
-        (:func:`latentzoo.callbacks.holes.open_gate`): a coordinate the model switches off
-        carries no encoding mass by design, so every prior sample would be a "hole" there
-        although the decoder never sees it.
+        ``ActiveDims`` counts these, and the holes are measured through the gate with every
+        other entry set to 0 (:func:`latentzoo.callbacks.holes.open_gate`): a coordinate the
+        model switches off carries no encoding mass by design, so every prior sample would be a
+        "hole" there although the decoder never sees it.
         """
         return None
 
